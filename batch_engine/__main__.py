@@ -1,0 +1,3 @@
+from batch_engine.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,267 @@
+"""The command line: the only module that reads the environment. Exit codes:
+0 every item succeeded, 1 some item failed (or is left unfinished), 2 invalid input or usage
+(nothing sent), 3 the account was refused, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from contextlib import AsyncExitStack
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from batch_engine import __version__
+from batch_engine.config import DEFAULT_BASE_URL, Config, PollSettings, Rate
+from batch_engine.engine import Run, reconcile, reopen_failed, run_items
+from batch_engine.ledger import Ledger, LedgerError, LedgerLocked, read_items, LEDGER_NAME
+from batch_engine.manifest import ManifestError, load_manifest
+from batch_engine.report import live_progress, status_json, status_table, summary
+from batch_engine.states import State
+
+OK, SOME_FAILED, BAD_INPUT, REFUSED, INTERRUPTED = 0, 1, 2, 3, 130
+LOG_NAME = "batch-engine.log"
+log = logging.getLogger("batch_engine")
+
+
+class UsageError(Exception):
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console(stderr=True)
+    _log_to_console(console, verbose=getattr(args, "verbose", False))
+    try:
+        return args.handler(args, console)
+    except UsageError as e:
+        console.print(f"[red]error:[/] {e}")
+        return BAD_INPUT
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: the ledger holds everything done so far; "
+                      "run the same command again to resume")
+        return INTERRUPTED
+
+
+# -- run / retry -------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    try:
+        specs = load_manifest(Path(args.manifest))
+    except ManifestError as e:
+        console.print(f"[red]{e.path}: {len(e.problems)} problem(s); nothing was sent[/]")
+        for problem in e.problems:
+            console.print(f"  {problem}", markup=False, highlight=False)
+        return BAD_INPUT
+    return _execute(args, console, lambda ledger, stats: reconcile(ledger, specs, stats))
+
+
+def cmd_retry(args: argparse.Namespace, console: Console) -> int:
+    if not (Path(args.out) / LEDGER_NAME).exists():
+        raise UsageError(f"no ledger in {args.out}: nothing to retry (run a manifest first)")
+    return _execute(args, console, lambda ledger, stats: reopen_failed(ledger))
+
+
+def _execute(args: argparse.Namespace, console: Console, select: Callable[..., Any]) -> int:
+    config = _config(args, console)
+    ledger = Ledger(config.out_dir)
+    try:
+        ledger.open()
+    except LedgerLocked as e:
+        console.print(f"[red]error:[/] {e}")
+        return BAD_INPUT
+    except LedgerError as e:
+        console.print(f"[red]error:[/] {e}")
+        return SOME_FAILED
+    _log_to_file(config)
+    try:
+        run = asyncio.run(_run_async(config, ledger, select, console, args))
+    except LedgerError as e:
+        console.print(f"[red]error:[/] {e}")
+        return SOME_FAILED
+    finally:
+        ledger.close()
+    if run is None:
+        return INTERRUPTED
+    summary(run, console)
+    if run.refused is not None:
+        console.print(f"[red]account refused ({run.refused.code}):[/] {run.refused.advice}")
+        return REFUSED
+    return OK if all(item.state is State.SUCCEEDED for item in run.items) else SOME_FAILED
+
+
+async def _run_async(config: Config, ledger: Ledger, select: Callable[..., Any],
+                     console: Console, args: argparse.Namespace) -> Run | None:
+    main_task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, main_task.cancel)  # type: ignore[union-attr]
+    async with AsyncExitStack() as stack:
+        if getattr(args, "sandbox", False):
+            config = await _start_demo_sandbox(stack, config, console)
+        console.print(f"ledger: {ledger.path}   rate: {config.rate}   provider: {config.base_url}",
+                      highlight=False)
+        watch = (lambda run: live_progress(run, console)) if config.show_progress else None
+        try:
+            return await run_items(config, ledger, select, watch=watch)
+        except asyncio.CancelledError:
+            return None
+    return None
+
+
+async def _start_demo_sandbox(stack: AsyncExitStack, config: Config, console: Console) -> Config:
+    from batch_engine.sandbox import Sandbox, SandboxSettings
+
+    sandbox = Sandbox(SandboxSettings(api_key=config.api_key, gen_time=(2.0, 5.0), fail_rate=0.0))
+    await sandbox.start()
+    stack.push_async_callback(sandbox.stop)
+    console.print(f"[bold yellow]No KIE_API_KEY set: running against the built-in sandbox at "
+                  f"{sandbox.base_url}[/] (a local stand-in for kie.ai; no real videos, no charge). "
+                  "Set KIE_API_KEY to use kie.ai.", highlight=False)
+    poll = replace(config.poll, scale=0.2)
+    return replace(config, base_url=sandbox.base_url, poll=poll)
+
+
+def _config(args: argparse.Namespace, console: Console) -> Config:
+    key = os.environ.get("KIE_API_KEY", "").strip()
+    base = os.environ.get("KIE_BASE_URL", "").strip()
+    args.sandbox = False
+    if not key:
+        if base:
+            raise UsageError("KIE_BASE_URL is set but KIE_API_KEY is not: set the key for that provider")
+        key, args.sandbox = "sandbox-key", True
+    try:
+        rate = Rate.parse(args.rate)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    poll = PollSettings(scale=args.poll_scale, task_timeout=args.task_timeout * 60)
+    _redact_key_in_logs(key)
+    return Config(api_key=key, out_dir=Path(args.out), base_url=base or DEFAULT_BASE_URL,
+                  rate=rate, poll=poll, show_progress=console.is_terminal and not args.quiet)
+
+
+# -- status -----------------------------------------------------------------------------------
+def cmd_status(args: argparse.Namespace, console: Console) -> int:
+    out = Path(args.out)
+    if not (out / LEDGER_NAME).exists():
+        raise UsageError(f"no ledger in {out} (looked for {out / LEDGER_NAME})")
+    items = read_items(out).values()
+    if args.json:
+        print(json.dumps(status_json(out, items), indent=2, ensure_ascii=False))
+    else:
+        status_table(items, Console())
+    return OK
+
+
+# -- sandbox ----------------------------------------------------------------------------------
+def cmd_sandbox(args: argparse.Namespace, console: Console) -> int:
+    from batch_engine.sandbox import Sandbox, SandboxSettings
+
+    try:
+        rate = Rate.parse(args.rate)
+        low, _, high = args.gen_time.partition("-")
+        gen_time = (float(low), float(high or low))
+    except ValueError as e:
+        raise UsageError(f"sandbox: {e}") from None
+
+    async def serve() -> None:
+        sandbox = Sandbox(SandboxSettings(api_key=args.key, rate=rate, gen_time=gen_time,
+                                          fail_rate=args.fail_rate, seed=args.seed,
+                                          limit_style=args.limit_style, retry_after=args.retry_after))
+        await sandbox.start(args.host, args.port, args.files_port)
+        console.print(f"sandbox API at {sandbox.base_url}, files at {sandbox.files_url}\n"
+                      f"  export KIE_BASE_URL={sandbox.base_url} KIE_API_KEY={args.key}", highlight=False)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await sandbox.stop()
+
+    asyncio.run(serve())
+    return OK
+
+
+# -- plumbing ---------------------------------------------------------------------------------
+class _Redact(logging.Filter):
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.secret and self.secret in message:
+            record.msg, record.args = message.replace(self.secret, "***"), None
+        return True
+
+
+def _redact_key_in_logs(key: str) -> None:
+    for handler in log.handlers:
+        handler.addFilter(_Redact(key))
+
+
+def _log_to_console(console: Console, *, verbose: bool) -> None:
+    handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
+    handler.setLevel(logging.INFO if verbose else logging.WARNING)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def _log_to_file(config: Config) -> None:
+    handler = logging.FileHandler(config.out_dir / LOG_NAME, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_Redact(config.api_key))
+    handler.setLevel(logging.INFO)
+    log.addHandler(handler)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="batch-engine", description=(
+        "Turn a YAML manifest of image/prompt pairs into MP4 videos with kie.ai's Hailuo 02 "
+        "Image To Video Pro. Environment: KIE_API_KEY, KIE_BASE_URL, KIE_WEBHOOK_HMAC_KEY."))
+    parser.add_argument("--version", action="version", version=f"batch-engine {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_run_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--rate", default="20/10s", help="create cap, N/Ws (default 20/10s, kie.ai's limit)")
+        p.add_argument("--task-timeout", type=float, default=20.0, metavar="MINUTES",
+                       help="report a task still unfinished after this long (it stays resumable)")
+        p.add_argument("--poll-scale", type=float, default=1.0, help=argparse.SUPPRESS)
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        p.add_argument("-v", "--verbose", action="store_true", help="log every retry and refresh")
+
+    run = sub.add_parser("run", help="make a video for every item of a manifest (resumes)")
+    run.add_argument("manifest")
+    run.add_argument("--out", required=True, help="output folder: videos and the ledger")
+    add_run_options(run)
+    run.set_defaults(handler=cmd_run)
+
+    retry = sub.add_parser("retry", help="re-run the failed items of an output folder, from its ledger")
+    retry.add_argument("out")
+    add_run_options(retry)
+    retry.set_defaults(handler=cmd_retry)
+
+    status = sub.add_parser("status", help="show the ledger of an output folder")
+    status.add_argument("out")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=cmd_status)
+
+    sandbox = sub.add_parser("sandbox", help="serve a local stand-in for kie.ai (for trying things out)")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8787)
+    sandbox.add_argument("--files-port", type=int, default=8788)
+    sandbox.add_argument("--key", default="sandbox-key", help="the API key it accepts")
+    sandbox.add_argument("--rate", default="20/10s")
+    sandbox.add_argument("--gen-time", default="2-6", help="seconds a task takes, e.g. 2-6")
+    sandbox.add_argument("--fail-rate", type=float, default=0.0)
+    sandbox.add_argument("--limit-style", choices=("status", "body"), default="status")
+    sandbox.add_argument("--retry-after", action="store_true", help="send Retry-After with 429s")
+    sandbox.add_argument("--seed", type=int, default=0)
+    sandbox.set_defaults(handler=cmd_sandbox)
+    return parser

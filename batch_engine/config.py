@@ -1,0 +1,67 @@
+"""One frozen configuration, built once by the CLI and passed down."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from batch_engine import __version__
+
+DEFAULT_BASE_URL = "https://api.kie.ai"
+MODEL = "hailuo/02-image-to-video-pro"
+USER_AGENT = f"batch-engine/{__version__} (+https://pypi.org/project/batch-engine/)"
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most `creates` createTask calls in any window of `window` seconds."""
+
+    creates: int
+    window: float
+
+    @classmethod
+    def parse(cls, text: str) -> "Rate":
+        """'20/10s', '20/10', '100/1m', '5/s' -> Rate. Raises ValueError with a readable reason."""
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|min)?\s*", text)
+        if not m or int(m.group(1)) <= 0:
+            raise ValueError(f"rate {text!r} is not of the form N/Ws, e.g. 20/10s")
+        amount = float(m.group(2) or 1)
+        unit = {"ms": 0.001, "s": 1, None: 1, "m": 60, "min": 60}[m.group(3)]
+        window = amount * unit
+        if window <= 0:
+            raise ValueError(f"rate {text!r} has an empty window")
+        return cls(int(m.group(1)), window)
+
+    def __str__(self) -> str:
+        return f"{self.creates}/{self.window:g}s"
+
+
+@dataclass(frozen=True, slots=True)
+class PollSettings:
+    """The provider's recommended cadence: quick at first, slower for long tasks.
+
+    `scale` multiplies every interval (tests and the sandbox demo use a small one).
+    """
+
+    early: float = 2.5      # first 30 s of a task's life
+    middle: float = 7.0     # up to 2 minutes
+    late: float = 20.0      # after that
+    scale: float = 1.0
+    polls_per_second: float = 10.0  # shared, polite cap on recordInfo calls
+    task_timeout: float = 20 * 60   # a task unfinished after this is reported (it stays resumable)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    api_key: str = field(repr=False)
+    out_dir: Path
+    base_url: str = DEFAULT_BASE_URL
+    rate: Rate = Rate(20, 10.0)
+    poll: PollSettings = PollSettings()
+    create_workers: int = 4
+    download_workers: int = 4
+    download_attempts: int = 5
+    request_timeout: float = 60.0
+    show_progress: bool = False
+    user_agent: str = USER_AGENT

@@ -1,0 +1,135 @@
+"""Stage 3: stream each result into `<id>.mp4`: temp file, verify, atomic rename.
+
+The bytes go to `.partial/<id>.<task>.part` through aiofiles as they arrive, hashed on the way;
+an interrupted download resumes with Range where the host allows it. Only a file whose length
+matches and that starts like an MP4 (an `ftyp` box) is renamed to its final name, so `<id>.mp4`
+is always whole. An expired link (403/404/410) is refreshed through download-url; the task is
+never created again for a download problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import aiofiles
+import aiofiles.os
+
+from batch_engine.errors import AccountRefused, BadVideo, FileUnavailable, KieError
+from batch_engine.ledger import Item, fsync_dir, now_iso
+from batch_engine.ratelimit import backoff_delay
+from batch_engine.states import State
+
+if TYPE_CHECKING:
+    from batch_engine.engine import Run
+
+log = logging.getLogger(__name__)
+PARTIAL_DIR = ".partial"
+
+
+def video_name(item_id: str) -> str:
+    return f"{item_id}.mp4"
+
+
+def looks_like_mp4(head: bytes) -> bool:
+    """ISO base media files open with a box whose type is `ftyp`."""
+    return len(head) >= 8 and head[4:8] == b"ftyp"
+
+
+class Downloader:
+    def __init__(self, run: "Run") -> None:
+        self.run = run
+        self.queue: asyncio.Queue[Item] = asyncio.Queue()
+        self.partial_dir = run.config.out_dir / PARTIAL_DIR
+
+    def enqueue(self, item: Item) -> None:
+        self.queue.put_nowait(item)
+
+    async def worker(self) -> None:
+        while True:
+            item = await self.queue.get()
+            await self.download(item)
+
+    async def download(self, item: Item) -> None:
+        run = self.run
+        url = item.result_url or ""
+        last = "no attempt"
+        for attempt in range(1, run.config.download_attempts + 1):
+            try:
+                size, digest = await self._fetch(item, url)
+            except FileUnavailable as e:
+                last = e.message
+                try:
+                    url = await run.client.fresh_download_url(item.result_url or url)
+                    log.info("item %s: result link refused (%s); using a fresh link", item.id, e.message)
+                except AccountRefused as refused:
+                    run.refuse(refused, stop_all=True)
+                    return
+                except KieError as e2:
+                    last = f"{e.message}; refreshing the link failed: {e2.message}"
+                    await asyncio.sleep(backoff_delay(attempt, cap=30.0))
+                continue
+            except KieError as e:
+                last = e.message
+                log.info("item %s: download attempt %d failed: %s", item.id, attempt, e.message)
+                await asyncio.sleep(backoff_delay(attempt, cap=30.0))
+                continue
+            run.ledger.advance(item, State.SUCCEEDED, video=video_name(item.id), bytes=size,
+                               sha256=digest, fail_code=None, fail_msg=None, finished_at=now_iso())
+            run.stats.bytes_downloaded += size
+            run.finished(item)
+            return
+        run.ledger.advance(item, State.FAILED, fail_code="download_failed",
+                           fail_msg=f"download failed {run.config.download_attempts} times: {last}; "
+                                    "`batch-engine retry` downloads it again without a new task",
+                           finished_at=now_iso())
+        run.finished(item)
+
+    async def _fetch(self, item: Item, url: str) -> tuple[int, str]:
+        self.partial_dir.mkdir(parents=True, exist_ok=True)
+        part = self.partial_dir / f"{item.id}.{item.task_id}.part"
+        have = part.stat().st_size if part.exists() else 0
+        async with self.run.client.open_file(url, offset=have) as stream:
+            digest = hashlib.sha256()
+            if stream.start:
+                await _hash_file(part, digest)
+            size = stream.start
+            async with aiofiles.open(part, "r+b" if stream.start else "wb") as f:
+                await f.seek(stream.start)
+                await f.truncate()
+                async for chunk in stream.chunks:
+                    await f.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                await f.flush()
+                await asyncio.to_thread(os.fsync, f.fileno())
+            total = stream.total
+        try:
+            await self._verify(part, size, total)
+        except BadVideo:
+            await aiofiles.os.remove(part)
+            raise
+        final = self.run.config.out_dir / video_name(item.id)
+        await aiofiles.os.replace(part, final)
+        await asyncio.to_thread(fsync_dir, final.parent)
+        return size, digest.hexdigest()
+
+    @staticmethod
+    async def _verify(part: Path, size: int, total: int | None) -> None:
+        if total is not None and size != total:
+            raise BadVideo(f"got {size} of {total} bytes", code="short")
+        async with aiofiles.open(part, "rb") as f:
+            head = await f.read(12)
+        if not looks_like_mp4(head):
+            raise BadVideo("the file is not an MP4 (no ftyp box); the host sent something else",
+                           code="not_mp4")
+
+
+async def _hash_file(path: Path, digest: "hashlib._Hash") -> None:
+    async with aiofiles.open(path, "rb") as f:
+        while chunk := await f.read(1024 * 1024):
+            digest.update(chunk)

@@ -1,0 +1,258 @@
+"""Read and validate a manifest: every problem at once, each naming the item and the field."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from batch_engine.config import MODEL
+
+MAX_PROMPT = 1500
+MAX_ID = 200
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+INPUT_FIELDS = ("prompt", "image_url", "end_image_url", "prompt_optimizer", "nsfw_checker")
+ITEM_KEYS = ("id", *INPUT_FIELDS)
+TOP_KEYS = ("defaults", "items")
+
+
+@dataclass(frozen=True, slots=True)
+class ItemSpec:
+    """One video to make: the id it is filed under and the createTask input that makes it."""
+
+    id: str
+    prompt: str
+    image_url: str
+    end_image_url: str = ""
+    prompt_optimizer: bool = True
+    nsfw_checker: bool | None = None
+
+    def request(self) -> dict[str, Any]:
+        """The createTask body, exactly as documented (callBackUrl is added by the submitter)."""
+        inp: dict[str, Any] = {"prompt": self.prompt, "image_url": self.image_url,
+                               "end_image_url": self.end_image_url,
+                               "prompt_optimizer": self.prompt_optimizer}
+        if self.nsfw_checker is not None:
+            inp["nsfw_checker"] = self.nsfw_checker
+        return {"model": MODEL, "input": inp}
+
+
+def fingerprint(request: dict[str, Any]) -> str:
+    """A short stable digest of a createTask body: tells whether an item changed between runs."""
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class ManifestError(Exception):
+    """The manifest cannot be used; `problems` lists every reason, one line each."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        super().__init__(f"{path}: {len(problems)} problem(s)")
+        self.path = path
+        self.problems = problems
+
+
+def load_manifest(path: Path) -> list[ItemSpec]:
+    problems: list[str] = []
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ManifestError(path, [f"cannot read the manifest: {e.strerror or e}"]) from None
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ManifestError(path, [f"the manifest is {len(raw):,} bytes; at most "
+                                   f"{MAX_MANIFEST_BYTES:,} are read (split the catalog)"])
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ManifestError(path, [f"line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); "
+                                   "save the manifest as UTF-8"]) from None
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        reason = getattr(e, "problem", None) or str(e)
+        raise ManifestError(path, [f"{where}YAML syntax error: {reason}"]) from None
+
+    if node is not None:
+        _duplicate_keys(node, problems)
+    if data is None:
+        raise ManifestError(path, ["the manifest is empty; it needs an 'items:' list"])
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
+        hint = " (put the list under 'items:')" if isinstance(data, list) else ""
+        raise ManifestError(path, [f"the manifest is {kind}; it must be a mapping with 'items:'{hint}"])
+    for key in data:
+        if key not in TOP_KEYS:
+            problems.append(f"top level: unknown key {key!r}{_did_you_mean(key, TOP_KEYS)}")
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        problems.append("defaults: must be a mapping of field: value")
+        defaults = {}
+    for key in defaults:
+        if key not in INPUT_FIELDS:
+            problems.append(f"defaults: unknown key {key!r}{_did_you_mean(key, INPUT_FIELDS)}")
+    items = data.get("items")
+    if items is None:
+        problems.append("items: missing; list the videos to make under 'items:'")
+        items = []
+    elif not isinstance(items, list):
+        problems.append("items: must be a list of mappings (each starting with '- id: ...')")
+        items = []
+    elif not items:
+        problems.append("items: the list is empty; nothing to make")
+
+    lines = _item_lines(node)
+    specs: list[ItemSpec] = []
+    seen: dict[str, tuple[str, str]] = {}
+    for pos, entry in enumerate(items, start=1):
+        where = f"item {pos}" + (f" (line {lines[pos - 1]})" if pos - 1 < len(lines) else "")
+        spec = _validate_item(entry, defaults, where, problems)
+        if spec is None:
+            continue
+        first = seen.setdefault(spec.id.casefold(), (spec.id, where))
+        if first[1] != where:
+            case = "" if first[0] == spec.id else " (ids differing only in case share one file on macOS and Windows)"
+            problems.append(f"{where} {spec.id!r}: id: duplicate of {first[1]} {first[0]!r}{case}")
+            continue
+        specs.append(spec)
+    if problems:
+        raise ManifestError(path, problems)
+    return specs
+
+
+def _validate_item(entry: Any, defaults: dict, where: str, problems: list[str]) -> ItemSpec | None:
+    if not isinstance(entry, dict):
+        problems.append(f"{where}: must be a mapping with id, image_url and prompt")
+        return None
+    before = len(problems)
+    raw_id = entry.get("id")
+    label = where + (f" {raw_id!r}" if isinstance(raw_id, str) and raw_id else "")
+    for key in entry:
+        if key not in ITEM_KEYS:
+            problems.append(f"{label}: unknown key {key!r}{_did_you_mean(str(key), ITEM_KEYS)}")
+    fields = {**{k: v for k, v in defaults.items() if k in INPUT_FIELDS}, **entry}
+
+    item_id = _check_id(raw_id, label, problems)
+    prompt = fields.get("prompt")
+    if prompt is None:
+        problems.append(f"{label}: prompt: missing")
+    elif not isinstance(prompt, str):
+        problems.append(f"{label}: prompt: must be text, not {_kind(prompt)}")
+    elif not prompt.strip():
+        problems.append(f"{label}: prompt: is empty")
+    elif len(prompt) > MAX_PROMPT:
+        problems.append(f"{label}: prompt: is {len(prompt)} characters; at most {MAX_PROMPT}")
+    image_url = fields.get("image_url")
+    if image_url is None:
+        problems.append(f"{label}: image_url: missing")
+    else:
+        _check_url(image_url, f"{label}: image_url", problems)
+    end_image_url = fields.get("end_image_url")
+    if end_image_url is None:
+        end_image_url = ""
+    elif end_image_url != "":
+        _check_url(end_image_url, f"{label}: end_image_url", problems)
+    for flag in ("prompt_optimizer", "nsfw_checker"):
+        if flag in fields and not isinstance(fields[flag], bool):
+            problems.append(f"{label}: {flag}: must be true or false, not {_kind(fields[flag])}")
+    if len(problems) > before:
+        return None
+    return ItemSpec(id=item_id, prompt=prompt, image_url=image_url, end_image_url=end_image_url,
+                    prompt_optimizer=fields.get("prompt_optimizer", True),
+                    nsfw_checker=fields.get("nsfw_checker"))
+
+
+def _check_id(raw: Any, label: str, problems: list[str]) -> str:
+    if raw is None:
+        problems.append(f"{label}: id: missing (each item needs a unique id; it names the video file)")
+    elif not isinstance(raw, str):
+        problems.append(f"{label}: id: must be text, not {_kind(raw)}; quote it: id: \"{raw}\"")
+    elif reason := unsafe_id_reason(raw):
+        problems.append(f"{label}: id: {reason}")
+    else:
+        return raw
+    return ""
+
+
+def unsafe_id_reason(item_id: str) -> str | None:
+    """Why an id cannot safely name a file `<id>.mp4` in the output folder, or None."""
+    if not item_id:
+        return "is empty"
+    if item_id != item_id.strip():
+        return "starts or ends with white space"
+    if len(item_id) > MAX_ID:
+        return f"is {len(item_id)} characters; at most {MAX_ID}"
+    if "/" in item_id or "\\" in item_id:
+        return "contains a path separator ('/' or '\\')"
+    if ".." in item_id:
+        return "contains '..'"
+    if item_id.startswith("."):
+        return "starts with a dot (hidden file)"
+    if any(unicodedata.category(c).startswith("C") for c in item_id):
+        return "contains a control or invisible character"
+    if any(c in '<>:"|?*' for c in item_id):
+        return "contains a character that file systems reject (<>:\"|?*)"
+    return None
+
+
+def _check_url(value: Any, label: str, problems: list[str]) -> None:
+    if not isinstance(value, str):
+        problems.append(f"{label}: must be a URL (text), not {_kind(value)}")
+        return
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        problems.append(f"{label}: {value[:80]!r} is not an http(s) URL")
+    elif value != value.strip() or any(c.isspace() for c in value):
+        problems.append(f"{label}: contains white space")
+
+
+def _kind(value: Any) -> str:
+    return {bool: "true/false", int: "a number", float: "a number", list: "a list",
+            dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+def _did_you_mean(key: str, known: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(known)})"
+
+
+def _item_lines(node: yaml.Node | None) -> list[int]:
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    for key, value in node.value:
+        if getattr(key, "value", None) == "items" and isinstance(value, yaml.SequenceNode):
+            return [child.start_mark.line + 1 for child in value.value]
+    return []
+
+
+def _duplicate_keys(node: yaml.Node, problems: list[str]) -> None:
+    """PyYAML keeps the last of two equal keys silently; a manifest with one is a typo."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, yaml.MappingNode):
+            seen: set[str] = set()
+            for key, value in current.value:
+                name = getattr(key, "value", None)
+                if isinstance(name, str):
+                    if name in seen:
+                        problems.append(f"line {key.start_mark.line + 1}: key {name!r} appears twice "
+                                        "in the same mapping")
+                    seen.add(name)
+                stack.append(value)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)

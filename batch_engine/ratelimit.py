@@ -1,0 +1,170 @@
+"""The create gate: how fast createTask may be called, decided by a pure policy.
+
+Three layers, each for one reason:
+- `RatePolicy` (pure, no clock of its own): the cap currently believed, a shared pause after a
+  429 or a maintenance answer, and the creep back up to the told cap once 429s stop.
+- an `aiolimiter.AsyncLimiter(1, W/N)` paces creates evenly (its burst is one create, never N).
+- a log of the last N creates guarantees the provider's rule outright: a create is sent no sooner
+  than W seconds after the *answer* to the N-th create before it, so no window of W seconds at the
+  provider can hold more than N, whatever the network's jitter.
+- creates in flight at once are as few as the rate allows: one, unless the answers take longer
+  than the pacing gap. A create cut off by a crash may have made a task, so each one in flight is
+  one item that a `kill -9` could make us pay twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections import deque
+from typing import Callable
+
+from aiolimiter import AsyncLimiter
+
+from batch_engine.config import Rate
+
+
+def backoff_delay(attempt: int, *, base: float = 1.0, cap: float = 60.0,
+                  rng: Callable[[], float] = random.random) -> float:
+    """Capped exponential backoff with full jitter; `attempt` counts from 1; overflow-safe."""
+    exp = base * 2.0 ** min(max(attempt - 1, 0), 30)
+    return min(cap, exp) * (0.5 + rng() / 2)
+
+
+class RatePolicy:
+    """Decide the create cap; every method takes the time, so tests need no event loop."""
+
+    __slots__ = ("told", "creates", "pause_until", "_streak", "_last_cut", "_clean_since")
+
+    def __init__(self, told: Rate) -> None:
+        self.told = told                  # the cap the user gave (the most we ever use)
+        self.creates = told.creates       # creates per window believed allowed now
+        self.pause_until = 0.0            # no create goes out before this time
+        self._streak = 0                  # 429s in a row, for the backoff when no Retry-After
+        self._last_cut = float("-inf")    # when the cap was last lowered
+        self._clean_since = 0.0           # start of the current run of accepted creates
+
+    def __repr__(self) -> str:
+        return (f"<RatePolicy {self.creates}/{self.told.window:g}s (told {self.told}) "
+                f"pause_until={self.pause_until:.2f} streak={self._streak}>")
+
+    @property
+    def rate(self) -> Rate:
+        return Rate(self.creates, self.told.window)
+
+    def on_accepted(self, now: float) -> None:
+        self._streak = 0
+        if self.creates < self.told.creates and now - self._clean_since >= 2 * self.told.window:
+            self.creates += 1  # creep back up: one more per two clean windows
+            self._clean_since = now
+
+    def on_rate_limited(self, now: float, retry_after: float | None) -> None:
+        self._streak += 1
+        if now - self._last_cut >= self.told.window:  # one cut per window, not one per 429
+            self.creates = max(1, int(self.creates * 0.75))
+            self._last_cut = now
+        self._clean_since = now
+        delay = retry_after if retry_after is not None else backoff_delay(
+            self._streak, base=self.told.window / max(self.creates, 1), cap=self.told.window)
+        self.pause_until = max(self.pause_until, now + delay)
+
+    def on_pause(self, now: float, seconds: float) -> None:
+        """The whole service asked us to wait (maintenance): everyone waits together."""
+        self.pause_until = max(self.pause_until, now + seconds)
+
+
+class _Slot:
+    __slots__ = ("sent_at", "answered_at", "event")
+
+    def __init__(self, sent_at: float, answered_at: float | None = None) -> None:
+        self.sent_at = sent_at            # monotonic time the create was let through
+        self.answered_at = answered_at    # monotonic time the create was answered; None in flight
+        self.event = asyncio.Event()      # set once answered
+        if answered_at is not None:
+            self.event.set()
+
+
+class CreateGate:
+    """Wait here before every createTask; report how it went afterwards."""
+
+    def __init__(self, told: Rate, *, clock: Callable[[], float] = time.monotonic,
+                 max_in_flight: int = 4) -> None:
+        self.policy = RatePolicy(told)
+        self._clock = clock
+        self._max_in_flight = max_in_flight  # the most creates on the wire at once, ever
+        self._latency = 0.0                  # moving average of create answer times (seconds)
+        self._log: deque[_Slot] = deque()   # recent creates, oldest first
+        self._pacer = self._make_pacer()
+        self._pacer_rate = self.policy.creates
+        self._lock = asyncio.Lock()         # one create at a time passes the checks, in order
+        self.closed = False                 # account refused: nothing more may be created
+
+    def __repr__(self) -> str:
+        return f"<CreateGate {self.policy!r} recent={len(self._log)} closed={self.closed}>"
+
+    def seed(self, seconds_ago: list[float]) -> None:
+        """Count creates an earlier run made in the current window (from the ledger)."""
+        now = self._clock()
+        for ago in sorted(seconds_ago, reverse=True):
+            if ago < self.policy.told.window:
+                self._log.append(_Slot(now - ago, now - ago))
+
+    async def acquire(self) -> _Slot | None:
+        """Wait until a create may go out; None once the gate is closed."""
+        async with self._lock:
+            while not self.closed:
+                now = self._clock()
+                if self.policy.pause_until > now:
+                    await asyncio.sleep(self.policy.pause_until - now)
+                    continue
+                limit, window = self.policy.creates, self.policy.told.window
+                while len(self._log) > limit and self._log[0].answered_at is not None:
+                    self._log.popleft()
+                in_flight = [slot for slot in self._log if slot.answered_at is None]
+                if len(in_flight) >= self.in_flight_allowed():
+                    await in_flight[0].event.wait()
+                    continue
+                if len(self._log) >= limit:
+                    ref = self._log[-limit]
+                    if ref.answered_at is None:
+                        await ref.event.wait()
+                        continue
+                    if ref.answered_at + window > now:
+                        await asyncio.sleep(ref.answered_at + window - now)
+                        continue
+                if self._pacer_rate != limit:
+                    self._pacer, self._pacer_rate = self._make_pacer(), limit
+                await self._pacer.acquire()
+                if self.policy.pause_until > self._clock() or self.closed:
+                    continue
+                slot = _Slot(self._clock())
+                self._log.append(slot)
+                return slot
+            return None
+
+    def answered(self, slot: _Slot, *, accepted: bool = False, rate_limited: bool = False,
+                 retry_after: float | None = None) -> None:
+        now = self._clock()
+        slot.answered_at = now
+        slot.event.set()
+        self._latency = 0.8 * self._latency + 0.2 * (now - slot.sent_at)
+        if rate_limited:
+            self.policy.on_rate_limited(now, retry_after)
+        elif accepted:
+            self.policy.on_accepted(now)
+
+    def in_flight_allowed(self) -> int:
+        """One create on the wire, or as many as it takes to keep the pace when answers are slow."""
+        gap = self.policy.told.window / self.policy.creates
+        return max(1, min(self._max_in_flight, math.ceil(self._latency / gap)))
+
+    def pause(self, seconds: float) -> None:
+        self.policy.on_pause(self._clock(), seconds)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def _make_pacer(self) -> AsyncLimiter:
+        return AsyncLimiter(1, self.policy.told.window / self.policy.creates)

@@ -1,0 +1,104 @@
+"""What the ledger says, for people (tables, a summary, live progress) and for scripts (JSON)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from batch_engine.ledger import Item
+from batch_engine.states import TERMINAL, State
+
+if TYPE_CHECKING:
+    from batch_engine.engine import Run
+
+
+def counts(items: Iterable[Item]) -> dict[str, int]:
+    found = Counter(item.state for item in items)
+    return {str(state): found.get(state, 0) for state in State}
+
+
+def status_json(out_dir: Path, items: Iterable[Item]) -> dict[str, Any]:
+    items = list(items)
+    rows = [{"id": item.id, "state": str(item.state), "task_id": item.task_id,
+             "fail_code": item.fail_code, "fail_msg": item.fail_msg,
+             "video": str((out_dir / item.video).resolve()) if item.video and item.state is State.SUCCEEDED else None,
+             "bytes": item.bytes, "sha256": item.sha256, "attempts": item.attempts,
+             "provider_state": item.provider_state, "updated_at": item.updated_at}
+            for item in items]
+    return {"items": rows, "counts": counts(items)}
+
+
+def status_table(items: Iterable[Item], console: Console, *, limit: int = 200) -> None:
+    items = list(items)
+    table = Table(title=f"{len(items)} items", show_lines=False)
+    for column in ("id", "state", "task", "tries", "video / reason"):
+        table.add_column(column, overflow="fold")
+    # the ones needing attention first, then the rest in ledger order
+    ordered = sorted(items, key=lambda it: it.state is State.SUCCEEDED)
+    for item in ordered[:limit]:
+        if item.state is State.SUCCEEDED:
+            detail = f"{item.video} ({(item.bytes or 0) / 1e6:.1f} MB)"
+        elif item.fail_code or item.fail_msg:
+            detail = f"[{item.fail_code}] {item.fail_msg or ''}"
+        else:
+            detail = item.provider_state or ""
+        style = {State.SUCCEEDED: "green", State.FAILED: "red"}.get(item.state, "yellow")
+        table.add_row(item.id, f"[{style}]{item.state}[/]", item.task_id or "", str(item.attempts), detail)
+    console.print(table)
+    if len(ordered) > limit:
+        console.print(f"... and {len(ordered) - limit} more (use --json for all)")
+    console.print(_counts_line(items))
+
+
+def summary(run: "Run", console: Console) -> None:
+    s = run.stats
+    items = run.items
+    console.print(_counts_line(items))
+    facts = [f"{s.creates_sent} creates sent", f"{s.rate_limited} answered 429", f"{s.polls} polls",
+             f"{s.bytes_downloaded / 1e6:.1f} MB downloaded"]
+    console.print("  " + ", ".join(facts))
+    if s.unanswered_creates:
+        console.print(f"  [yellow]{s.unanswered_creates} create(s) got no answer and were sent again: "
+                      "those items may have been paid twice[/]")
+    if s.changed:
+        console.print(f"  {s.changed} item(s) changed in the manifest since the last run and were made again")
+    if s.timed_out:
+        console.print(f"  [yellow]{s.timed_out} task(s) still unfinished after "
+                      f"{run.config.poll.task_timeout / 60:g} min: run the same command later to pick them up[/]")
+    for code, n in s.gave_up.items():
+        console.print(f"  [yellow]{n} item(s) could not be created ({code}); they stay pending for the next run[/]")
+    failed = [item for item in items if item.state is State.FAILED]
+    for item in failed[:20]:
+        console.print(f"  [red]failed[/] {item.id}: [{item.fail_code}] {item.fail_msg}")
+    if len(failed) > 20:
+        console.print(f"  ... and {len(failed) - 20} more failed (batch-engine status {run.config.out_dir})")
+    if failed:
+        console.print(f"  re-run the failed items: batch-engine retry {run.config.out_dir}")
+
+
+def _counts_line(items: list[Item]) -> str:
+    c = counts(items)
+    shown = [f"{n} {state}" for state, n in c.items() if n]
+    return "  ".join(shown) if shown else "no items"
+
+
+async def live_progress(run: "Run", console: Console) -> None:
+    """A progress bar of items at rest, refreshed from the run's items (for a terminal)."""
+    total = sum(1 for item in run.items if item.state is not State.FAILED) or 1
+    with Progress(TextColumn("[bold]videos"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("", total=total)
+        while True:
+            c = Counter(item.state for item in run.items)
+            done = sum(c[state] for state in TERMINAL)
+            bar.update(task, completed=min(done, total), description=(
+                f"running {c[State.RUNNING]}  downloading {c[State.DOWNLOADING]}  "
+                f"failed {c[State.FAILED]}  429s {run.stats.rate_limited}"))
+            await asyncio.sleep(0.5)

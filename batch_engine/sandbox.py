@@ -1,0 +1,288 @@
+"""A local stand-in for kie.ai, for the demo, the tests and the benchmarks. Never the real thing.
+
+Two aiohttp servers on loopback: the API (createTask, recordInfo, download-url, credit) and a
+file host serving each task's result video (deterministic bytes, Range supported). The API keeps
+the provider's rules as documented: Bearer key, a create cap counted in a sliding (or fixed)
+window and answered with 429 (as an HTTP status or as a body code), states waiting -> queuing ->
+generating -> success | fail. `stats` records what every client did, so tests can check it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from batch_engine.config import MODEL, Rate
+
+BLOCK = 64 * 1024
+FTYP = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"  # a 24-byte ftyp box
+
+
+@dataclass
+class SandboxSettings:
+    api_key: str = "sandbox-key"
+    rate: Rate = Rate(20, 10.0)
+    window_kind: str = "sliding"        # or "fixed": windows aligned on multiples of W
+    limit_style: str = "status"         # "status": HTTP 429; "body": HTTP 200 with code 429
+    retry_after: bool = False           # send Retry-After with 429s
+    gen_time: tuple[float, float] = (2.0, 6.0)  # seconds a task takes, uniform in this range
+    fail_rate: float = 0.0              # share of tasks that end in `fail`
+    video_bytes: int = 256 * 1024
+    credits: int | None = None          # creates allowed before 402; None: unlimited
+    seed: int = 0
+
+
+@dataclass
+class SandboxStats:
+    creates: list[dict[str, Any]] = field(default_factory=list)  # accepted: time, task_id, item key
+    rate_limited: int = 0
+    polls: int = 0
+    file_requests: list[dict[str, str]] = field(default_factory=list)  # headers the file host saw
+    api_headers: list[dict[str, str]] = field(default_factory=list)    # headers of API calls
+
+
+@dataclass
+class _Task:
+    task_id: str
+    param: dict[str, Any]
+    created: float
+    duration: float
+    fails: bool
+    size: int
+
+
+class Sandbox:
+    def __init__(self, settings: SandboxSettings | None = None) -> None:
+        self.settings = settings or SandboxSettings()
+        self.stats = SandboxStats()
+        self.tasks: dict[str, _Task] = {}
+        self._rng = random.Random(self.settings.seed)
+        self._window: deque[float] = deque()  # accepted create times (sliding window)
+        self._runners: list[web.AppRunner] = []
+        self.base_url = ""
+        self.files_url = ""
+
+    # -- life cycle --------------------------------------------------------------------------
+    async def start(self, host: str = "127.0.0.1", port: int = 0, files_port: int = 0) -> None:
+        api = web.Application()
+        api.add_routes([web.post("/api/v1/jobs/createTask", self._create),
+                        web.get("/api/v1/jobs/recordInfo", self._record_info),
+                        web.post("/api/v1/common/download-url", self._download_url),
+                        web.get("/api/v1/chat/credit", self._credit)])
+        files = web.Application()
+        files.add_routes([web.get("/files/{name}", self._file)])
+        self.base_url = await self._serve(api, host, port)
+        self.files_url = await self._serve(files, host, files_port)
+
+    async def stop(self) -> None:
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
+
+    async def _serve(self, app: web.Application, host: str, port: int) -> str:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self._runners.append(runner)
+        bound = runner.addresses[0][1]
+        return f"http://{host}:{bound}"
+
+    # -- what tests ask ----------------------------------------------------------------------
+    def expected_video(self, task_id: str) -> tuple[int, str]:
+        """(size, sha256) of the video the file host serves for `task_id`."""
+        digest = hashlib.sha256()
+        for chunk in _video_chunks(task_id, self.tasks[task_id].size, 0):
+            digest.update(chunk)
+        return self.tasks[task_id].size, digest.hexdigest()
+
+    def creates_per_item(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for create in self.stats.creates:
+            counts[create["key"]] = counts.get(create["key"], 0) + 1
+        return counts
+
+    # -- the API -----------------------------------------------------------------------------
+    def _refusal(self, request: web.Request) -> web.Response | None:
+        self.stats.api_headers.append(dict(request.headers))
+        if request.headers.get("Authorization") != f"Bearer {self.settings.api_key}":
+            return _answer(401, "You do not have access permissions")
+        return None
+
+    async def _create(self, request: web.Request) -> web.Response:
+        if (refused := self._refusal(request)) is not None:
+            return refused
+        try:
+            body = await request.json()
+        except ValueError:
+            return _answer(400, "Invalid JSON")
+        inp = body.get("input") if isinstance(body, dict) else None
+        if not isinstance(inp, dict) or body.get("model") != MODEL:
+            return _answer(422, "model or input is invalid")
+        prompt, image = inp.get("prompt"), inp.get("image_url")
+        if not isinstance(prompt, str) or not prompt or len(prompt) > 1500:
+            return _answer(422, "prompt is required and at most 1500 characters")
+        if not isinstance(image, str) or not image.startswith(("http://", "https://")):
+            return _answer(500, "image_url: This field is required")
+        now = time.monotonic()
+        if not self._admit(now):
+            self.stats.rate_limited += 1
+            headers = {"Retry-After": str(max(1, round(self.settings.rate.window / 2)))} \
+                if self.settings.retry_after else {}
+            if self.settings.limit_style == "body":
+                return _answer(429, "Too many requests", http=200, headers=headers)
+            return _answer(429, "Too many requests", headers=headers)
+        if self.settings.credits is not None:
+            if self.settings.credits <= 0:
+                return _answer(402, "Insufficient credits")
+            self.settings.credits -= 1
+        task_id = uuid.UUID(int=self._rng.getrandbits(128)).hex
+        low, high = self.settings.gen_time
+        self.tasks[task_id] = _Task(task_id, body, now, self._rng.uniform(low, high),
+                                    self._rng.random() < self.settings.fail_rate,
+                                    self.settings.video_bytes + self._rng.randrange(0, 4096))
+        self.stats.creates.append({"time": now, "task_id": task_id, "key": item_key(body)})
+        return _answer(200, "success", data={"taskId": task_id})
+
+    def _admit(self, now: float) -> bool:
+        cap, window = self.settings.rate.creates, self.settings.rate.window
+        if self.settings.window_kind == "fixed":
+            start = now - (now % window)
+            while self._window and self._window[0] < start:
+                self._window.popleft()
+        else:
+            while self._window and self._window[0] <= now - window:
+                self._window.popleft()
+        if len(self._window) >= cap:
+            return False
+        self._window.append(now)
+        return True
+
+    async def _record_info(self, request: web.Request) -> web.Response:
+        if (refused := self._refusal(request)) is not None:
+            return refused
+        self.stats.polls += 1
+        task = self.tasks.get(request.query.get("taskId", ""))
+        if task is None:
+            return _answer(422, "recordInfo is null", http=200)
+        return _answer(200, "success", data=self.task_data(task))
+
+    def task_data(self, task: _Task) -> dict[str, Any]:
+        progress = (time.monotonic() - task.created) / task.duration
+        data: dict[str, Any] = {
+            "taskId": task.task_id, "model": MODEL, "param": _json(task.param),
+            "resultJson": "", "failCode": None, "failMsg": None, "costTime": None,
+            "completeTime": None, "createTime": int((time.time() - (time.monotonic() - task.created)) * 1000),
+            "state": "waiting" if progress < 0.1 else "queuing" if progress < 0.3 else "generating"}
+        if progress >= 1:
+            data["costTime"] = int(task.duration * 1000)
+            data["completeTime"] = data["createTime"] + data["costTime"]
+            if task.fails:
+                data.update(state="fail", failCode="501", failMsg="Generation failed (sandbox)")
+            else:
+                url = f"{self.files_url}/files/{task.task_id}.mp4"
+                data.update(state="success", resultJson=_json({"resultUrls": [url]}))
+        return data
+
+    async def _download_url(self, request: web.Request) -> web.Response:
+        if (refused := self._refusal(request)) is not None:
+            return refused
+        body = await request.json()
+        url = body.get("url") if isinstance(body, dict) else None
+        if not isinstance(url, str) or not url.startswith(self.files_url):
+            return _answer(422, "url is not a result of this account")
+        return _answer(200, "success", data=url.split("?")[0] + f"?fresh={int(time.time())}")
+
+    async def _credit(self, request: web.Request) -> web.Response:
+        if (refused := self._refusal(request)) is not None:
+            return refused
+        return _answer(200, "success", data=self.settings.credits if self.settings.credits is not None else 10**6)
+
+    # -- the file host -----------------------------------------------------------------------
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        self.stats.file_requests.append(dict(request.headers) | {"path": request.path_qs})
+        task = self.tasks.get(request.match_info["name"].removesuffix(".mp4"))
+        if task is None:
+            return web.Response(status=404, text="not found")
+        start = 0
+        if (rng := request.headers.get("Range", "")).startswith("bytes="):
+            start = int(rng[6:].split("-")[0] or 0)
+        if start >= task.size:
+            return web.Response(status=416)
+        response = web.StreamResponse(status=206 if start else 200)
+        response.content_length = task.size - start
+        response.content_type = "video/mp4"
+        response.headers["Accept-Ranges"] = "bytes"
+        if start:
+            response.headers["Content-Range"] = f"bytes {start}-{task.size - 1}/{task.size}"
+        await response.prepare(request)
+        for chunk in _video_chunks(task.task_id, task.size, start):
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+
+def item_key(body: dict[str, Any]) -> str:
+    """What identifies one catalog item in a create: its prompt and image."""
+    inp = body.get("input", {})
+    return f"{inp.get('image_url')}|{inp.get('prompt')}"
+
+
+def _video_chunks(task_id: str, size: int, start: int):
+    """The bytes of a task's video from `start`: an ftyp box, then seeded noise, block by block."""
+    body_size = size - len(FTYP)
+    if start < len(FTYP):
+        yield FTYP[start:]
+        start = len(FTYP)
+    offset = start - len(FTYP)
+    block = offset // BLOCK
+    while block * BLOCK < body_size:
+        data = random.Random(f"{task_id}:{block}").randbytes(min(BLOCK, body_size - block * BLOCK))
+        yield data[offset - block * BLOCK:] if offset > block * BLOCK else data
+        block += 1
+
+
+def _answer(code: int, msg: str, *, http: int | None = None, data: Any = None,
+            headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"code": code, "msg": msg, "data": data},
+                             status=code if http is None else http, headers=headers)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class SandboxThread:
+    """The sandbox on its own event loop in a background thread (tests, benchmarks)."""
+
+    def __init__(self, settings: SandboxSettings | None = None) -> None:
+        self.sandbox = Sandbox(settings)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> Sandbox:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.sandbox.start(), self._loop).result(timeout=10)
+        return self.sandbox
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.sandbox.stop(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def call(self, fn, *args):
+        """Run `fn(*args)` on the sandbox's loop (to change settings or read stats safely)."""
+        async def wrapper():
+            return fn(*args)
+        return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(timeout=10)
