@@ -39,7 +39,7 @@ class UsageError(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     _log_to_console(console, verbose=getattr(args, "verbose", False))
     try:
         return args.handler(args, console)
@@ -90,7 +90,7 @@ def _execute(args: argparse.Namespace, console: Console, select: Callable[..., A
     finally:
         ledger.close()
     if run is None:
-        return INTERRUPTED
+        raise KeyboardInterrupt  # reported once, by main
     summary(run, console)
     if run.refused is not None:
         console.print(f"[red]account refused ({run.refused.code}):[/] {run.refused.advice}")
@@ -141,7 +141,7 @@ def _config(args: argparse.Namespace, console: Console) -> Config:
         rate = Rate.parse(args.rate)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    poll = PollSettings(scale=args.poll_scale, task_timeout=args.task_timeout * 60)
+    poll = PollSettings(scale=args.time_scale, task_timeout=args.task_timeout * 60)
     _redact_key_in_logs(key)
     return Config(api_key=key, out_dir=Path(args.out), base_url=base or DEFAULT_BASE_URL,
                   rate=rate, poll=poll, show_progress=console.is_terminal and not args.quiet)
@@ -232,7 +232,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--rate", default="20/10s", help="create cap, N/Ws (default 20/10s, kie.ai's limit)")
         p.add_argument("--task-timeout", type=float, default=20.0, metavar="MINUTES",
                        help="report a task still unfinished after this long (it stays resumable)")
-        p.add_argument("--poll-scale", type=float, default=1.0, help=argparse.SUPPRESS)
+        # for tests and demos: multiplies poll intervals and retry back-offs
+        p.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
         p.add_argument("-v", "--verbose", action="store_true", help="log every retry and refresh")
 

@@ -71,12 +71,12 @@ class Downloader:
                     return
                 except KieError as e2:
                     last = f"{e.message}; refreshing the link failed: {e2.message}"
-                    await asyncio.sleep(backoff_delay(attempt, cap=30.0))
+                    await asyncio.sleep(backoff_delay(attempt, base=run.config.poll.scale, cap=30.0))
                 continue
             except KieError as e:
                 last = e.message
                 log.info("item %s: download attempt %d failed: %s", item.id, attempt, e.message)
-                await asyncio.sleep(backoff_delay(attempt, cap=30.0))
+                await asyncio.sleep(backoff_delay(attempt, base=run.config.poll.scale, cap=30.0))
                 continue
             run.ledger.advance(item, State.SUCCEEDED, video=video_name(item.id), bytes=size,
                                sha256=digest, fail_code=None, fail_msg=None, finished_at=now_iso())

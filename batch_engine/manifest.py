@@ -221,7 +221,7 @@ def _check_url(value: Any, label: str, problems: list[str]) -> None:
 
 
 def _kind(value: Any) -> str:
-    return {bool: "true/false", int: "a number", float: "a number", list: "a list",
+    return {bool: "true/false", int: "a number", float: "a number", list: "a list", str: "text",
             dict: "a mapping"}.get(type(value), type(value).__name__)
 
 

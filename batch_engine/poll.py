@@ -111,12 +111,12 @@ class Poller:
                                    finished_at=now_iso())
                 run.finished(item)
                 return
-            self.track(item, backoff_delay(self._count_error(item), base=1.0, cap=30.0))
+            self.track(item, backoff_delay(self._count_error(item), base=run.config.poll.scale, cap=30.0))
             return
         except KieError as e:
             errors = self._count_error(item)
             log.info("item %s: recordInfo failed (%s), try %d", item.id, e.message, errors)
-            self.track(item, backoff_delay(errors, base=2.0, cap=60.0))
+            self.track(item, backoff_delay(errors, base=2.0 * run.config.poll.scale, cap=60.0))
             return
         self._errors.pop(item.id, None)
         self.apply(item, info)

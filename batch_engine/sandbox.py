@@ -39,11 +39,14 @@ class SandboxSettings:
     fail_rate: float = 0.0              # share of tasks that end in `fail`
     video_bytes: int = 256 * 1024
     credits: int | None = None          # creates allowed before 402; None: unlimited
+    file_status: int | None = None      # the file host answers every request with this status
+    expire_links: bool = False          # result URLs answer 403 until refreshed via download-url
     seed: int = 0
 
 
 @dataclass
 class SandboxStats:
+    create_calls: int = 0
     creates: list[dict[str, Any]] = field(default_factory=list)  # accepted: time, task_id, item key
     rate_limited: int = 0
     polls: int = 0
@@ -120,6 +123,7 @@ class Sandbox:
         return None
 
     async def _create(self, request: web.Request) -> web.Response:
+        self.stats.create_calls += 1
         if (refused := self._refusal(request)) is not None:
             return refused
         try:
@@ -214,6 +218,10 @@ class Sandbox:
         task = self.tasks.get(request.match_info["name"].removesuffix(".mp4"))
         if task is None:
             return web.Response(status=404, text="not found")
+        if self.settings.file_status is not None:
+            return web.Response(status=self.settings.file_status, text="<html>error</html>")
+        if self.settings.expire_links and "fresh" not in request.query:
+            return web.Response(status=403, text="<html>link expired</html>")
         start = 0
         if (rng := request.headers.get("Range", "")).startswith("bytes="):
             start = int(rng[6:].split("-")[0] or 0)

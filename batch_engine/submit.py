@@ -93,7 +93,7 @@ class Submitter:
                     run.stats.gave_up[code] = run.stats.gave_up.get(code, 0) + 1
                     run.finished(item)
                     return
-                await asyncio.sleep(backoff_delay(failures, cap=30.0))
+                await asyncio.sleep(backoff_delay(failures, base=run.config.poll.scale, cap=30.0))
                 continue
             gate.answered(slot, accepted=True)
             ledger.advance(item, State.RUNNING, task_id=task_id, provider_state="created",

@@ -1,0 +1,118 @@
+"""Shared fixtures: a sandbox provider on loopback, and the real CLI run as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import yaml
+
+from batch_engine.config import Rate
+from batch_engine.sandbox import Sandbox, SandboxSettings, SandboxThread
+
+API_KEY = "test-key-5d1c0ffee"
+FAST = ["--time-scale", "0.05", "-q"]  # polls every ~0.1 s at first: tests stay quick
+
+
+@dataclass
+class Served:
+    sandbox: Sandbox
+    thread: SandboxThread
+
+    def read(self, fn: Callable[[Sandbox], Any]) -> Any:
+        """Read sandbox state on its own loop (no races with the server)."""
+        return self.thread.call(fn, self.sandbox)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., Served]]:
+    """Start sandboxes with given settings; every one is stopped at the end of the test."""
+    started: list[SandboxThread] = []
+
+    def start(**settings: Any) -> Served:
+        settings.setdefault("api_key", API_KEY)
+        settings.setdefault("rate", Rate(200, 1.0))
+        settings.setdefault("gen_time", (0.2, 0.6))
+        settings.setdefault("video_bytes", 64 * 1024)
+        thread = SandboxThread(SandboxSettings(**settings))
+        sandbox = thread.__enter__()
+        started.append(thread)
+        return Served(sandbox, thread)
+
+    yield start
+    for thread in started:
+        thread.__exit__(None, None, None)
+
+
+def write_manifest(path: Path, n: int, *, prefix: str = "sku", extra: dict | None = None) -> Path:
+    items = [{"id": f"{prefix}-{i:05d}", "image_url": f"https://cdn.example.com/{prefix}/{i}.jpg",
+              "prompt": f"Slow dolly-in on product {i}, soft studio light"} for i in range(n)]
+    path.write_text(yaml.safe_dump({"defaults": {"prompt_optimizer": True, **(extra or {})},
+                                    "items": items}, sort_keys=False))
+    return path
+
+
+def cli_env(served: Served | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}
+    if served is not None:
+        env["KIE_API_KEY"] = served.sandbox.settings.api_key
+        env["KIE_BASE_URL"] = served.sandbox.base_url
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "batch_engine", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start_cli(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "batch_engine", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGKILL, timeout: float = 20) -> tuple[str, str]:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate(timeout=10)
+
+
+def wait_for(predicate: Callable[[], bool], *, timeout: float = 30, interval: float = 0.02) -> None:
+    """Poll `predicate` until true; bounded in time. Fails the test if it never holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def status(out: Path, env: dict[str, str]) -> dict[str, Any]:
+    done = run_cli("status", str(out), "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def ledger_records(out: Path) -> list[dict[str, Any]]:
+    path = out / "ledger.jsonl"
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_bytes().split(b"\n"):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            pass
+    return records

@@ -1,0 +1,122 @@
+"""Manifest validation: every problem at once, naming the item and the field."""
+
+from pathlib import Path
+
+import pytest
+
+from batch_engine.manifest import ManifestError, fingerprint, load_manifest
+
+
+def load(tmp_path: Path, text: str | bytes) -> list:
+    path = tmp_path / "m.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return load_manifest(path)
+
+
+def problems(tmp_path: Path, text: str | bytes) -> list[str]:
+    with pytest.raises(ManifestError) as caught:
+        load(tmp_path, text)
+    return caught.value.problems
+
+
+def test_valid_manifest_applies_defaults(tmp_path):
+    """Defaults fill fields an item leaves out; an item's own value wins."""
+    specs = load(tmp_path, """
+defaults: {prompt_optimizer: false, prompt: House style}
+items:
+  - {id: a, image_url: "https://x.test/a.jpg"}
+  - {id: b, image_url: "https://x.test/b.jpg", prompt: Own prompt, prompt_optimizer: true,
+     end_image_url: "https://x.test/b2.png"}
+""")
+    assert [s.id for s in specs] == ["a", "b"]
+    assert specs[0].prompt == "House style" and specs[0].prompt_optimizer is False
+    assert specs[1].request()["input"] == {"prompt": "Own prompt", "image_url": "https://x.test/b.jpg",
+                                           "end_image_url": "https://x.test/b2.png",
+                                           "prompt_optimizer": True}
+    assert specs[1].request()["model"] == "hailuo/02-image-to-video-pro"
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    """One pass names each bad item (by position and id) and the field at fault."""
+    found = problems(tmp_path, f"""
+items:
+  - id: ok-1
+    image_url: https://x.test/1.jpg
+    prompt: fine
+  - image_url: https://x.test/2.jpg
+    prompt: no id here
+  - id: ok-1
+    image_url: https://x.test/3.jpg
+    prompt: duplicate id
+  - id: ../escape
+    image_url: https://x.test/4.jpg
+    prompt: unsafe id
+  - id: .hidden
+    image_url: ftp://x.test/5.jpg
+    prompt: ""
+  - id: long
+    image_url: https://x.test/6.jpg
+    prompt: {"x" * 1501}
+  - id: noimage
+    prompt: missing image
+  - id: typo
+    image_url: https://x.test/8.jpg
+    promt: misspelt
+  - id: 17
+    image_url: https://x.test/9.jpg
+    prompt: numeric id
+    prompt_optimizer: "yes"
+  - id: "tab\\there"
+    image_url: https://x.test/10.jpg
+    prompt: control character
+""")
+    text = "\n".join(found)
+    expected = [
+        "item 2 (line 6): id: missing",
+        "item 3 (line 8) 'ok-1': id: duplicate of item 1",
+        "item 4 (line 11) '../escape': id: contains a path separator",
+        "item 5 (line 14) '.hidden': id: starts with a dot",
+        "item 5 (line 14) '.hidden': prompt: is empty",
+        "item 5 (line 14) '.hidden': image_url: 'ftp://x.test/5.jpg' is not an http(s) URL",
+        "item 6 (line 17) 'long': prompt: is 1501 characters; at most 1500",
+        "item 7 (line 20) 'noimage': image_url: missing",
+        "item 8 (line 22) 'typo': unknown key 'promt' (did you mean 'prompt'?)",
+        "item 8 (line 22) 'typo': prompt: missing",
+        "item 9 (line 25): id: must be text, not a number",
+        "item 9 (line 25): prompt_optimizer: must be true or false",
+        "item 10 (line 29) 'tab\\there': id: contains a control or invisible character",
+    ]
+    for line in expected:
+        assert line in text, f"missing: {line}\n---\n{text}"
+    assert len(found) == len(expected), text
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("items:\n  - id: a\n    prompt: [unclosed\n", "line 4, column 1: YAML syntax error"),
+    ("", "the manifest is empty"),
+    ("- id: a\n  prompt: p\n", "the manifest is a list; it must be a mapping with 'items:' (put the list under 'items:')"),
+    ("itmes: []\n", "top level: unknown key 'itmes' (did you mean 'items'?)"),
+    ("items: []\n", "items: the list is empty"),
+    ("items:\n  - id: a\n    id: b\n    prompt: p\n    image_url: https://x.test/a\n", "line 3: key 'id' appears twice"),
+    ("items:\n  - id: Shoe\n    prompt: p\n    image_url: https://x.test/a\n  - id: shoe\n    prompt: p\n    image_url: https://x.test/b\n",
+     "ids differing only in case"),
+    ("defaults: {prompt_optimiser: true}\nitems: [{id: a, prompt: p, image_url: 'https://x.test/a'}]\n",
+     "defaults: unknown key 'prompt_optimiser' (did you mean 'prompt_optimizer'?)"),
+])
+def test_file_level_problems(tmp_path, text, needle):
+    """Syntax, shape and key problems get a message that points at the fix."""
+    assert any(needle in p for p in problems(tmp_path, text)), problems(tmp_path, text)
+
+
+def test_non_utf8_manifest(tmp_path):
+    """A Latin-1 file is refused with the line of the first bad byte."""
+    found = problems(tmp_path, b"items:\n  - id: caf\xe9\n")
+    assert found == ["line 2: not UTF-8 text (byte 0xe9); save the manifest as UTF-8"]
+
+
+def test_fingerprint_changes_with_any_input_field(tmp_path):
+    """The fingerprint tells an edited item apart, and is stable for an unchanged one."""
+    a = load(tmp_path, "items: [{id: a, prompt: p, image_url: 'https://x.test/a'}]")[0]
+    b = load(tmp_path, "items: [{id: a, prompt: p2, image_url: 'https://x.test/a'}]")[0]
+    assert fingerprint(a.request()) == fingerprint(a.request())
+    assert fingerprint(a.request()) != fingerprint(b.request())
