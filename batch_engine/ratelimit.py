@@ -99,6 +99,7 @@ class CreateGate:
         self._pacer = self._make_pacer()
         self._pacer_rate = self.policy.creates
         self._lock = asyncio.Lock()         # one create at a time passes the checks, in order
+        self._wake = asyncio.Event()        # set to make a waiting acquire look again (close)
         self.closed = False                 # account refused: nothing more may be created
 
     def __repr__(self) -> str:
@@ -117,7 +118,7 @@ class CreateGate:
             while not self.closed:
                 now = self._clock()
                 if self.policy.pause_until > now:
-                    await asyncio.sleep(self.policy.pause_until - now)
+                    await self._sleep(self.policy.pause_until - now)
                     continue
                 limit, window = self.policy.creates, self.policy.told.window
                 while len(self._log) > limit and self._log[0].answered_at is not None:
@@ -132,7 +133,7 @@ class CreateGate:
                         await ref.event.wait()
                         continue
                     if ref.answered_at + window > now:
-                        await asyncio.sleep(ref.answered_at + window - now)
+                        await self._sleep(ref.answered_at + window - now)
                         continue
                 if self._pacer_rate != limit:
                     self._pacer, self._pacer_rate = self._make_pacer(), limit
@@ -165,6 +166,14 @@ class CreateGate:
 
     def close(self) -> None:
         self.closed = True
+        self._wake.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            pass
 
     def _make_pacer(self) -> AsyncLimiter:
         return AsyncLimiter(1, self.policy.told.window / self.policy.creates)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Nightly catalog run, for cron. Resumes where the last run stopped (the ledger lives in $OUT).
+#   KIE_API_KEY   the account's key (required for real runs; without it the sandbox is used)
+#   MANIFEST      the catalog manifest   (default: sample_manifests/catalog.yaml)
+#   OUT           the output folder      (default: out/catalog-$(date +%F))
+#   RATE          the account's create cap (default: 20/10s)
+# Exit codes are batch-engine's: 0 all done, 1 some failed (see `batch-engine status $OUT`,
+# re-run them with `batch-engine retry $OUT`), 2 bad manifest, 3 account refused, 130 stopped.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+MANIFEST=${MANIFEST:-sample_manifests/catalog.yaml}
+OUT=${OUT:-out/catalog-$(date +%F)}
+RATE=${RATE:-20/10s}
+python3 -m batch_engine run "$MANIFEST" --out "$OUT" --rate "$RATE" --quiet
+code=$?
+python3 -m batch_engine status "$OUT" --json > "$OUT/status.json" 2>/dev/null || true
+exit $code
