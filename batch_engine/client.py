@@ -192,7 +192,8 @@ class KieClient:
                     raise Transient(f"file host answered HTTP {resp.status}", code=resp.status)
                 start = offset if resp.status == 206 and _range_start(resp) == offset else 0
                 total = _total_length(resp, start)
-                yield FileStream(start, total, resp.content.iter_chunked(CHUNK))
+                yield FileStream(start, total, resp.headers.get("Content-Type", ""),
+                                 resp.content.iter_chunked(CHUNK))
         except aiohttp.ClientConnectorError as e:
             raise Transient(f"cannot connect to the file host: {e.os_error}", code="connect") from None
         except (aiohttp.ClientError, asyncio.TimeoutError) as e:
@@ -203,6 +204,7 @@ class KieClient:
 class FileStream:
     start: int                  # the byte the chunks begin at (0 when the host ignored Range)
     total: int | None           # the whole file's length, when the host says
+    content_type: str
     chunks: AsyncIterator[bytes]
 
 

@@ -40,6 +40,15 @@ def looks_like_mp4(head: bytes) -> bool:
     return len(head) >= 8 and head[4:8] == b"ftyp"
 
 
+def looks_like_error_page(head: bytes, content_type: str) -> bool:
+    """An HTML, JSON or XML answer where a video should be: what a host sends when it fails
+    while still saying 200. (A body without an ftyp box but without these signs is kept, with a
+    warning: some hosts wrap MP4s differently, and refusing every such file would fail whole runs.)"""
+    if any(word in content_type.lower() for word in ("html", "json", "xml")):
+        return True
+    return head.lstrip()[:1] in (b"<", b"{", b"[")
+
+
 class Downloader:
     def __init__(self, run: "Run") -> None:
         self.run = run
@@ -107,9 +116,9 @@ class Downloader:
                     size += len(chunk)
                 await f.flush()
                 await asyncio.to_thread(os.fsync, f.fileno())
-            total = stream.total
+            total, content_type = stream.total, stream.content_type
         try:
-            await self._verify(part, size, total)
+            await self._verify(item, part, size, total, content_type)
         except BadVideo:
             await aiofiles.os.remove(part)
             raise
@@ -119,14 +128,19 @@ class Downloader:
         return size, digest.hexdigest()
 
     @staticmethod
-    async def _verify(part: Path, size: int, total: int | None) -> None:
+    async def _verify(item: Item, part: Path, size: int, total: int | None, content_type: str) -> None:
         if total is not None and size != total:
             raise BadVideo(f"got {size} of {total} bytes", code="short")
+        if size == 0:
+            raise BadVideo("the file is empty", code="empty")
         async with aiofiles.open(part, "rb") as f:
-            head = await f.read(12)
-        if not looks_like_mp4(head):
-            raise BadVideo("the file is not an MP4 (no ftyp box); the host sent something else",
+            head = await f.read(64)
+        if looks_like_mp4(head):
+            return
+        if looks_like_error_page(head, content_type):
+            raise BadVideo(f"the host sent a page ({content_type or 'no type'}), not a video",
                            code="not_mp4")
+        log.warning("item %s: the video has no MP4 signature (ftyp box); kept as sent", item.id)
 
 
 async def _hash_file(path: Path, digest: "hashlib._Hash") -> None:

@@ -41,6 +41,7 @@ class SandboxSettings:
     credits: int | None = None          # creates allowed before 402; None: unlimited
     file_status: int | None = None      # the file host answers every request with this status
     expire_links: bool = False          # result URLs answer 403 until refreshed via download-url
+    error_page: bool = False            # the file host answers 200 with an HTML page
     seed: int = 0
 
 
@@ -220,6 +221,9 @@ class Sandbox:
             return web.Response(status=404, text="not found")
         if self.settings.file_status is not None:
             return web.Response(status=self.settings.file_status, text="<html>error</html>")
+        if self.settings.error_page:
+            return web.Response(status=200, text="<html><body>Service busy</body></html>",
+                                content_type="text/html")
         if self.settings.expire_links and "fresh" not in request.query:
             return web.Response(status=403, text="<html>link expired</html>")
         start = 0

@@ -268,3 +268,16 @@ def test_demo_runs_on_the_builtin_sandbox_without_a_key(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "No KIE_API_KEY set: running against the built-in sandbox" in done.stderr
     assert len(list((tmp_path / "out").glob("*.mp4"))) == 8
+
+
+def test_error_page_is_never_kept_as_a_video(serve, tmp_path):
+    """A file host answering 200 with an HTML page: no <id>.mp4 appears, the item fails as a download."""
+    served = serve(error_page=True)
+    out = tmp_path / "out"
+    done = run_cli("run", str(write_manifest(tmp_path / "m.yaml", 2)), "--out", str(out),
+                   "--rate", "200/1s", *FAST, env=cli_env(served))
+    assert done.returncode == 1, done.stderr
+    assert not list(out.glob("*.mp4"))
+    report = status(out, cli_env(served))
+    assert all(row["fail_code"] == "download_failed" and "not a video" in row["fail_msg"]
+               for row in report["items"])
