@@ -25,7 +25,7 @@ from batch_engine.config import DEFAULT_BASE_URL, Config, PollSettings, Rate
 from batch_engine.engine import Run, reconcile, reopen_failed, run_items
 from batch_engine.ledger import Ledger, LedgerError, LedgerLocked, read_items, LEDGER_NAME
 from batch_engine.manifest import ManifestError, load_manifest
-from batch_engine.report import live_progress, status_json, status_table, summary
+from batch_engine.report import live_progress, progress_lines, status_json, status_table, summary
 from batch_engine.states import State
 
 OK, SOME_FAILED, BAD_INPUT, REFUSED, INTERRUPTED = 0, 1, 2, 3, 130
@@ -50,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         console.print("[yellow]interrupted[/]: the ledger holds everything done so far; "
                       "run the same command again to resume")
         return INTERRUPTED
+    except Exception as e:  # a bug: say so plainly, keep the details in the log
+        log.debug("internal error", exc_info=True)
+        console.print(f"[red]internal error:[/] {type(e).__name__}: {e}. The ledger holds everything "
+                      "done so far; please report this with batch-engine.log from the output folder.")
+        return SOME_FAILED
 
 
 # -- run / retry -------------------------------------------------------------------------------
@@ -108,7 +113,7 @@ async def _run_async(config: Config, ledger: Ledger, select: Callable[..., Any],
             config = await _start_demo_sandbox(stack, config, console)
         console.print(f"ledger: {ledger.path}   rate: {config.rate}   provider: {config.base_url}",
                       highlight=False)
-        watch = (lambda run: live_progress(run, console)) if config.show_progress else None
+        watch = (lambda run: live_progress(run, console)) if config.show_progress else progress_lines
         try:
             return await run_items(config, ledger, select, watch=watch)
         except asyncio.CancelledError:
@@ -209,7 +214,7 @@ def _log_to_console(console: Console, *, verbose: bool) -> None:
     handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
     handler.setLevel(logging.INFO if verbose else logging.WARNING)
     log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    log.setLevel(logging.DEBUG)
     log.propagate = False
 
 
@@ -217,7 +222,7 @@ def _log_to_file(config: Config) -> None:
     handler = logging.FileHandler(config.out_dir / LOG_NAME, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(_Redact(config.api_key))
-    handler.setLevel(logging.INFO)
+    handler.setLevel(logging.DEBUG)
     log.addHandler(handler)
 
 

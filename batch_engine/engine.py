@@ -63,9 +63,6 @@ class Run:
         self._outstanding = 0              # items of this run not yet at rest
         self._done = asyncio.Event()
 
-    def request_for(self, item: Item) -> dict[str, Any]:
-        return item.request
-
     def finished(self, item: Item) -> None:
         self._outstanding -= 1
         if self._outstanding <= 0:
@@ -125,10 +122,14 @@ class Run:
                 for worker in workers:
                     worker.cancel()
         except BaseExceptionGroup as group:
-            # a stage that cannot write the ledger stops the run with the ledger's own message
-            ledger_errors = group.subgroup(LedgerError)
-            if ledger_errors is not None:
-                raise _first(ledger_errors) from None
+            # a stage that cannot write the ledger or a video stops the run with a plain message
+            storage = group.subgroup((LedgerError, OSError))
+            if storage is not None:
+                error = _first(storage)
+                if isinstance(error, OSError):
+                    error = LedgerError(f"cannot write in {self.config.out_dir}: "
+                                        f"{error.strerror or error}; the ledger is consistent up to here")
+                raise error from None
             raise
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
@@ -16,6 +17,8 @@ from batch_engine.states import TERMINAL, State
 
 if TYPE_CHECKING:
     from batch_engine.engine import Run
+
+log = logging.getLogger("batch_engine.progress")
 
 
 def counts(items: Iterable[Item]) -> dict[str, int]:
@@ -86,6 +89,14 @@ def _counts_line(items: list[Item]) -> str:
     c = counts(items)
     shown = [f"{n} {state}" for state, n in c.items() if n]
     return "  ".join(shown) if shown else "no items"
+
+
+async def progress_lines(run: "Run", every: float = 60.0) -> None:
+    """Without a terminal (cron): one log line a minute, so a long run shows it is alive."""
+    while True:
+        await asyncio.sleep(every)
+        log.info("progress: %s; %d creates, %d answered 429, %d polls", _counts_line(run.items),
+                 run.stats.creates_sent, run.stats.rate_limited, run.stats.polls)
 
 
 async def live_progress(run: "Run", console: Console) -> None:

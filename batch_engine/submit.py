@@ -56,7 +56,7 @@ class Submitter:
                            fail_code=None, fail_msg=None, submitted_at=now_iso())
             run.stats.creates_sent += 1
             try:
-                task_id = await run.client.create_task(run.request_for(item))
+                task_id = await run.client.create_task(item.request)
             except RateLimited as e:
                 gate.answered(slot, rate_limited=True, retry_after=e.retry_after)
                 run.stats.rate_limited += 1
