@@ -83,9 +83,9 @@ def _execute(args: argparse.Namespace, console: Console, select: Callable[..., A
     except LedgerLocked as e:
         console.print(f"[red]error:[/] {e}")
         return BAD_INPUT
-    except LedgerError as e:
+    except LedgerError as e:  # nothing was sent: the folder cannot be used
         console.print(f"[red]error:[/] {e}")
-        return SOME_FAILED
+        return BAD_INPUT
     _log_to_file(config)
     try:
         run = asyncio.run(_run_async(config, ledger, select, console, args))
@@ -149,7 +149,8 @@ def _config(args: argparse.Namespace, console: Console) -> Config:
     poll = PollSettings(scale=args.time_scale, task_timeout=args.task_timeout * 60)
     _redact_key_in_logs(key)
     return Config(api_key=key, out_dir=Path(args.out), base_url=base or DEFAULT_BASE_URL,
-                  rate=rate, poll=poll, show_progress=console.is_terminal and not args.quiet)
+                  rate=rate, poll=poll, request_timeout=args.request_timeout,
+                  show_progress=console.is_terminal and not args.quiet)
 
 
 # -- status -----------------------------------------------------------------------------------
@@ -237,6 +238,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--rate", default="20/10s", help="create cap, N/Ws (default 20/10s, kie.ai's limit)")
         p.add_argument("--task-timeout", type=float, default=20.0, metavar="MINUTES",
                        help="report a task still unfinished after this long (it stays resumable)")
+        p.add_argument("--request-timeout", type=float, default=60.0, metavar="SECONDS",
+                       help="give up waiting for one API answer after this long (default 60)")
         # for tests and demos: multiplies poll intervals and retry back-offs
         p.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -16,7 +16,7 @@ import random
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,30 @@ from batch_engine.config import MODEL, Rate
 
 BLOCK = 64 * 1024
 FTYP = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"  # a 24-byte ftyp box
+
+
+@dataclass
+class Faults:
+    """Misbehaviour on command: each rate is the share of matching requests that get the fault,
+    drawn from a generator seeded with `seed`, so a faulty run can be replayed."""
+
+    seed: int = 1
+    server_error: float = 0.0       # API answers HTTP 500/502/503 (nothing done)
+    body_error: float = 0.0         # API answers HTTP 200 with body code 500 (nothing done)
+    drop: float = 0.0               # API closes the connection without an answer (nothing done)
+    drop_after_create: float = 0.0  # createTask makes the task, then drops the connection
+    slow: float = 0.0               # API answers only after `slow_seconds`
+    slow_seconds: float = 5.0
+    maintenance: float = 0.0        # API answers code 455 (service under maintenance)
+    unknown_for: float = 0.0        # seconds a new task is "recordInfo is null" (422)
+    extra_state: float = 0.0        # in-progress tasks reported in an undocumented state
+    truncate: float = 0.0           # result downloads cut off mid-stream
+    error_page: float = 0.0         # result downloads answered 200 with an HTML page
+    refuse_code: int | None = None  # after `refuse_after` creates, the account is refused (401/402/433/505)
+    refuse_after: int = 0
+
+    def any_api(self) -> bool:
+        return any((self.server_error, self.body_error, self.drop, self.slow, self.maintenance))
 
 
 @dataclass
@@ -42,6 +66,7 @@ class SandboxSettings:
     file_status: int | None = None      # the file host answers every request with this status
     expire_links: bool = False          # result URLs answer 403 until refreshed via download-url
     error_page: bool = False            # the file host answers 200 with an HTML page
+    faults: Faults = field(default_factory=Faults)
     seed: int = 0
 
 
@@ -51,6 +76,7 @@ class SandboxStats:
     creates: list[dict[str, Any]] = field(default_factory=list)  # accepted: time, task_id, item key
     rate_limited: int = 0
     polls: int = 0
+    faults: Counter[str] = field(default_factory=Counter)  # injected faults by kind
     file_requests: list[dict[str, str]] = field(default_factory=list)  # headers the file host saw
     api_headers: list[dict[str, str]] = field(default_factory=list)    # headers of API calls
 
@@ -71,6 +97,7 @@ class Sandbox:
         self.stats = SandboxStats()
         self.tasks: dict[str, _Task] = {}
         self._rng = random.Random(self.settings.seed)
+        self._fault_rng = random.Random(self.settings.faults.seed)
         self._window: deque[float] = deque()  # accepted create times (sliding window)
         self._runners: list[web.AppRunner] = []
         self.base_url = ""
@@ -117,15 +144,39 @@ class Sandbox:
         return counts
 
     # -- the API -----------------------------------------------------------------------------
-    def _refusal(self, request: web.Request) -> web.Response | None:
+    def _roll(self, rate: float) -> bool:
+        return rate > 0 and self._fault_rng.random() < rate
+
+    async def _refusal(self, request: web.Request) -> web.Response | None:
+        """The answer for a request that does not get through: wrong key, or an injected fault."""
         self.stats.api_headers.append(dict(request.headers))
         if request.headers.get("Authorization") != f"Bearer {self.settings.api_key}":
             return _answer(401, "You do not have access permissions")
+        faults = self.settings.faults
+        if faults.refuse_code is not None and len(self.stats.creates) >= faults.refuse_after:
+            return _answer(faults.refuse_code, "account refused (sandbox)", http=200)
+        if not faults.any_api():
+            return None
+        if self._roll(faults.slow):
+            await asyncio.sleep(faults.slow_seconds)
+        if self._roll(faults.drop):
+            self.stats.faults["drop"] += 1
+            request.transport.close()
+            return web.Response(status=500)
+        if self._roll(faults.server_error):
+            self.stats.faults["server_error"] += 1
+            return web.Response(status=self._fault_rng.choice((500, 502, 503)), text="<html>oops</html>")
+        if self._roll(faults.body_error):
+            self.stats.faults["body_error"] += 1
+            return _answer(500, "Server exception, please try again later", http=200)
+        if self._roll(faults.maintenance):
+            self.stats.faults["maintenance"] += 1
+            return _answer(455, "Service under maintenance", http=200)
         return None
 
     async def _create(self, request: web.Request) -> web.Response:
         self.stats.create_calls += 1
-        if (refused := self._refusal(request)) is not None:
+        if (refused := await self._refusal(request)) is not None:
             return refused
         try:
             body = await request.json()
@@ -157,6 +208,9 @@ class Sandbox:
                                     self._rng.random() < self.settings.fail_rate,
                                     self.settings.video_bytes + self._rng.randrange(0, 4096))
         self.stats.creates.append({"time": now, "task_id": task_id, "key": item_key(body)})
+        if self._roll(self.settings.faults.drop_after_create):
+            self.stats.faults["drop_after_create"] += 1
+            request.transport.close()
         return _answer(200, "success", data={"taskId": task_id})
 
     def _admit(self, now: float) -> bool:
@@ -174,13 +228,16 @@ class Sandbox:
         return True
 
     async def _record_info(self, request: web.Request) -> web.Response:
-        if (refused := self._refusal(request)) is not None:
+        if (refused := await self._refusal(request)) is not None:
             return refused
         self.stats.polls += 1
         task = self.tasks.get(request.query.get("taskId", ""))
-        if task is None:
+        if task is None or time.monotonic() - task.created < self.settings.faults.unknown_for:
             return _answer(422, "recordInfo is null", http=200)
-        return _answer(200, "success", data=self.task_data(task))
+        data = self.task_data(task)
+        if data["state"] in ("waiting", "queuing", "generating") and self._roll(self.settings.faults.extra_state):
+            data["state"] = "rendering"
+        return _answer(200, "success", data=data)
 
     def task_data(self, task: _Task) -> dict[str, Any]:
         progress = (time.monotonic() - task.created) / task.duration
@@ -200,7 +257,7 @@ class Sandbox:
         return data
 
     async def _download_url(self, request: web.Request) -> web.Response:
-        if (refused := self._refusal(request)) is not None:
+        if (refused := await self._refusal(request)) is not None:
             return refused
         body = await request.json()
         url = body.get("url") if isinstance(body, dict) else None
@@ -209,7 +266,7 @@ class Sandbox:
         return _answer(200, "success", data=url.split("?")[0] + f"?fresh={int(time.time())}")
 
     async def _credit(self, request: web.Request) -> web.Response:
-        if (refused := self._refusal(request)) is not None:
+        if (refused := await self._refusal(request)) is not None:
             return refused
         return _answer(200, "success", data=self.settings.credits if self.settings.credits is not None else 10**6)
 
@@ -221,7 +278,8 @@ class Sandbox:
             return web.Response(status=404, text="not found")
         if self.settings.file_status is not None:
             return web.Response(status=self.settings.file_status, text="<html>error</html>")
-        if self.settings.error_page:
+        if self.settings.error_page or self._roll(self.settings.faults.error_page):
+            self.stats.faults["error_page"] += 1
             return web.Response(status=200, text="<html><body>Service busy</body></html>",
                                 content_type="text/html")
         if self.settings.expire_links and "fresh" not in request.query:
@@ -238,8 +296,16 @@ class Sandbox:
         if start:
             response.headers["Content-Range"] = f"bytes {start}-{task.size - 1}/{task.size}"
         await response.prepare(request)
+        cut_at = start + (task.size - start) // 2 if self._roll(self.settings.faults.truncate) else None
+        sent = start
         for chunk in _video_chunks(task.task_id, task.size, start):
+            if cut_at is not None and sent + len(chunk) > cut_at:
+                await response.write(chunk[: max(cut_at - sent, 0)])
+                self.stats.faults["truncate"] += 1
+                request.transport.close()
+                return response
             await response.write(chunk)
+            sent += len(chunk)
         await response.write_eof()
         return response
 

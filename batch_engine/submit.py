@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from batch_engine.engine import Run
 
 log = logging.getLogger(__name__)
-MAINTENANCE_PAUSE = 60.0
+MAINTENANCE_PAUSE = 30.0  # seconds all creates wait after a 455 without Retry-After
 MAX_TRANSIENT = 8  # create failures in a row (not 429s) before an item is given up for this run
+GRACE = 5.0        # seconds an interrupted run still waits for the answer to a create on the wire
 
 
 class Submitter:
@@ -55,8 +56,12 @@ class Submitter:
             ledger.advance(item, State.SUBMITTING, attempts=item.attempts + 1,
                            fail_code=None, fail_msg=None, submitted_at=now_iso())
             run.stats.creates_sent += 1
+            create = asyncio.ensure_future(run.client.create_task(item.request))
             try:
-                task_id = await run.client.create_task(item.request)
+                task_id = await asyncio.shield(create)
+            except asyncio.CancelledError:
+                await self._settle(item, create)
+                raise
             except RateLimited as e:
                 gate.answered(slot, rate_limited=True, retry_after=e.retry_after)
                 run.stats.rate_limited += 1
@@ -77,7 +82,7 @@ class Submitter:
                 gate.answered(slot)
                 failures += 1
                 if isinstance(e, Maintenance):
-                    gate.pause(e.retry_after or MAINTENANCE_PAUSE)
+                    gate.pause(e.retry_after or MAINTENANCE_PAUSE * run.config.poll.scale)
                 if e.maybe_sent:
                     run.stats.unanswered_creates += 1
                     log.warning("item %s: create sent but not answered (%s); sending it again",
@@ -100,3 +105,17 @@ class Submitter:
                            submitted_at=now_iso())
             run.poller.track(item)
             return
+
+    async def _settle(self, item: Item, create: "asyncio.Future[str]") -> None:
+        """Interrupted with a create on the wire: wait a moment for its answer, so that a task the
+        provider made is recorded (and not paid for again by the next run)."""
+        done, _ = await asyncio.wait({create}, timeout=GRACE)
+        if not done:
+            create.cancel()
+            return  # stays `submitting`: the next run counts it as unanswered
+        error = create.exception()
+        if error is None:
+            self.run.ledger.advance(item, State.RUNNING, task_id=create.result(),
+                                    provider_state="created", submitted_at=now_iso())
+        elif not (isinstance(error, Transient) and error.maybe_sent):
+            self.run.ledger.advance(item, State.PENDING, attempts=item.attempts - 1)

@@ -19,7 +19,7 @@ from batch_engine.config import Rate
 from batch_engine.sandbox import Sandbox, SandboxSettings, SandboxThread
 
 API_KEY = "test-key-5d1c0ffee"
-FAST = ["--time-scale", "0.05", "-q"]  # polls every ~0.1 s at first: tests stay quick
+FAST = ["--time-scale", "0.05", "--request-timeout", "3", "-q"]  # polls every ~0.1 s at first: tests stay quick
 
 
 @dataclass
