@@ -168,18 +168,20 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
 
 # -- sandbox ----------------------------------------------------------------------------------
 def cmd_sandbox(args: argparse.Namespace, console: Console) -> int:
-    from batch_engine.sandbox import Sandbox, SandboxSettings
+    from batch_engine.sandbox import Faults, Sandbox, SandboxSettings
 
     try:
         rate = Rate.parse(args.rate)
         low, _, high = args.gen_time.partition("-")
         gen_time = (float(low), float(high or low))
-    except ValueError as e:
+        faults = Faults(seed=args.seed, **dict(_fault(text) for text in args.fault))
+    except (ValueError, TypeError) as e:
         raise UsageError(f"sandbox: {e}") from None
 
     async def serve() -> None:
         sandbox = Sandbox(SandboxSettings(api_key=args.key, rate=rate, gen_time=gen_time,
-                                          fail_rate=args.fail_rate, seed=args.seed,
+                                          fail_rate=args.fail_rate, seed=args.seed, faults=faults,
+                                          window_kind=args.window, expire_links=args.expire_links,
                                           limit_style=args.limit_style, retry_after=args.retry_after))
         await sandbox.start(args.host, args.port, args.files_port)
         console.print(f"sandbox API at {sandbox.base_url}, files at {sandbox.files_url}\n"
@@ -189,8 +191,22 @@ def cmd_sandbox(args: argparse.Namespace, console: Console) -> int:
         finally:
             await sandbox.stop()
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        console.print("sandbox stopped")
     return OK
+
+
+def _fault(text: str) -> tuple[str, float | int]:
+    from batch_engine.sandbox import Faults
+
+    name, _, value = text.partition("=")
+    name = name.strip().replace("-", "_")
+    if name not in Faults.__dataclass_fields__ or name == "seed" or not value:
+        known = ", ".join(f for f in Faults.__dataclass_fields__ if f != "seed")
+        raise ValueError(f"--fault {text!r}: expected NAME=VALUE with NAME one of {known}")
+    return name, int(value) if name in ("refuse_code", "refuse_after") else float(value)
 
 
 # -- plumbing ---------------------------------------------------------------------------------
@@ -212,7 +228,12 @@ def _redact_key_in_logs(key: str) -> None:
 
 
 def _log_to_console(console: Console, *, verbose: bool) -> None:
-    handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
+    handler: logging.Handler
+    if console.is_terminal:
+        handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
+    else:  # cron, pipes: one plain line per record
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     handler.setLevel(logging.INFO if verbose else logging.WARNING)
     log.addHandler(handler)
     log.setLevel(logging.DEBUG)
@@ -271,6 +292,13 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--fail-rate", type=float, default=0.0)
     sandbox.add_argument("--limit-style", choices=("status", "body"), default="status")
     sandbox.add_argument("--retry-after", action="store_true", help="send Retry-After with 429s")
-    sandbox.add_argument("--seed", type=int, default=0)
+    sandbox.add_argument("--window", choices=("sliding", "fixed"), default="sliding",
+                         help="how the create cap is counted")
+    sandbox.add_argument("--expire-links", action="store_true",
+                         help="result URLs answer 403 until refreshed through download-url")
+    sandbox.add_argument("--fault", action="append", default=[], metavar="NAME=RATE",
+                         help="inject a fault, e.g. --fault drop=0.05 --fault truncate=0.1 "
+                              "--fault unknown_for=2 --fault refuse_code=402 (repeatable)")
+    sandbox.add_argument("--seed", type=int, default=0, help="seeds task outcomes and faults")
     sandbox.set_defaults(handler=cmd_sandbox)
     return parser

@@ -24,7 +24,6 @@ from batch_engine.errors import (AccountRefused, FileUnavailable, KieError, Main
 
 ACCOUNT_CODES = frozenset({401, 402, 433, 505})
 MAX_RETRY_AFTER = 300.0
-CHUNK = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +192,7 @@ class KieClient:
                 start = offset if resp.status == 206 and _range_start(resp) == offset else 0
                 total = _total_length(resp, start)
                 yield FileStream(start, total, resp.headers.get("Content-Type", ""),
-                                 resp.content.iter_chunked(CHUNK))
+                                 resp.content.iter_any())
         except aiohttp.ClientConnectorError as e:
             raise Transient(f"cannot connect to the file host: {e.os_error}", code="connect") from None
         except (aiohttp.ClientError, asyncio.TimeoutError) as e:

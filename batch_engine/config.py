@@ -61,7 +61,7 @@ class Config:
     poll: PollSettings = PollSettings()
     create_workers: int = 4
     download_workers: int = 4
-    download_attempts: int = 5
+    download_attempts: int = 8  # tries without progress before an item's download is failed
     request_timeout: float = 60.0
     show_progress: bool = False
     user_agent: str = USER_AGENT

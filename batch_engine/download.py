@@ -64,13 +64,19 @@ class Downloader:
             await self.download(item)
 
     async def download(self, item: Item) -> None:
+        """Fetch until the video is verified. A try that got further than the last one (resumed
+        with Range) does not count against `download_attempts`; the total is bounded all the same."""
         run = self.run
         url = item.result_url or ""
-        last = "no attempt"
-        for attempt in range(1, run.config.download_attempts + 1):
+        last, failures, tries = "no attempt", 0, 0
+        limit = run.config.download_attempts
+        while failures < limit and tries < 4 * limit:
+            tries += 1
+            had = self._partial_size(item)
             try:
                 size, digest = await self._fetch(item, url)
             except FileUnavailable as e:
+                failures += 1
                 last = e.message
                 try:
                     url = await run.client.fresh_download_url(item.result_url or url)
@@ -80,12 +86,14 @@ class Downloader:
                     return
                 except KieError as e2:
                     last = f"{e.message}; refreshing the link failed: {e2.message}"
-                    await asyncio.sleep(backoff_delay(attempt, base=run.config.poll.scale, cap=30.0))
+                    await asyncio.sleep(backoff_delay(failures, base=run.config.poll.scale, cap=30.0))
                 continue
             except KieError as e:
                 last = e.message
-                log.info("item %s: download attempt %d failed: %s", item.id, attempt, e.message)
-                await asyncio.sleep(backoff_delay(attempt, base=run.config.poll.scale, cap=30.0))
+                if self._partial_size(item) <= had:
+                    failures += 1
+                log.info("item %s: download try %d failed: %s", item.id, tries, e.message)
+                await asyncio.sleep(backoff_delay(max(failures, 1), base=run.config.poll.scale, cap=30.0))
                 continue
             run.ledger.advance(item, State.SUCCEEDED, video=video_name(item.id), bytes=size,
                                sha256=digest, fail_code=None, fail_msg=None, finished_at=now_iso())
@@ -93,15 +101,24 @@ class Downloader:
             run.finished(item)
             return
         run.ledger.advance(item, State.FAILED, fail_code="download_failed",
-                           fail_msg=f"download failed {run.config.download_attempts} times: {last}; "
+                           fail_msg=f"download failed {tries} times: {last}; "
                                     "`batch-engine retry` downloads it again without a new task",
                            finished_at=now_iso())
         run.finished(item)
 
+    def _partial_size(self, item: Item) -> int:
+        try:
+            return self._part_path(item).stat().st_size
+        except OSError:
+            return 0
+
+    def _part_path(self, item: Item) -> Path:
+        return self.partial_dir / f"{item.id}.{item.task_id}.part"
+
     async def _fetch(self, item: Item, url: str) -> tuple[int, str]:
         self.partial_dir.mkdir(parents=True, exist_ok=True)
-        part = self.partial_dir / f"{item.id}.{item.task_id}.part"
-        have = part.stat().st_size if part.exists() else 0
+        part = self._part_path(item)
+        have = self._partial_size(item)
         async with self.run.client.open_file(url, offset=have) as stream:
             digest = hashlib.sha256()
             if stream.start:

@@ -147,13 +147,14 @@ class Sandbox:
     def _roll(self, rate: float) -> bool:
         return rate > 0 and self._fault_rng.random() < rate
 
-    async def _refusal(self, request: web.Request) -> web.Response | None:
+    async def _refusal(self, request: web.Request, *, creating: bool = False) -> web.Response | None:
         """The answer for a request that does not get through: wrong key, or an injected fault."""
         self.stats.api_headers.append(dict(request.headers))
         if request.headers.get("Authorization") != f"Bearer {self.settings.api_key}":
             return _answer(401, "You do not have access permissions")
         faults = self.settings.faults
-        if faults.refuse_code is not None and len(self.stats.creates) >= faults.refuse_after:
+        if (faults.refuse_code is not None and len(self.stats.creates) >= faults.refuse_after
+                and (creating or faults.refuse_code == 401)):  # a revoked key refuses everything
             return _answer(faults.refuse_code, "account refused (sandbox)", http=200)
         if not faults.any_api():
             return None
@@ -176,7 +177,7 @@ class Sandbox:
 
     async def _create(self, request: web.Request) -> web.Response:
         self.stats.create_calls += 1
-        if (refused := await self._refusal(request)) is not None:
+        if (refused := await self._refusal(request, creating=True)) is not None:
             return refused
         try:
             body = await request.json()
@@ -302,6 +303,7 @@ class Sandbox:
             if cut_at is not None and sent + len(chunk) > cut_at:
                 await response.write(chunk[: max(cut_at - sent, 0)])
                 self.stats.faults["truncate"] += 1
+                await asyncio.sleep(0.05)  # like a stalled connection: what came so far is read
                 request.transport.close()
                 return response
             await response.write(chunk)
