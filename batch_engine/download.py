@@ -41,12 +41,16 @@ def looks_like_mp4(head: bytes) -> bool:
 
 
 def looks_like_error_page(head: bytes, content_type: str) -> bool:
-    """An HTML, JSON or XML answer where a video should be: what a host sends when it fails
-    while still saying 200. (A body without an ftyp box but without these signs is kept, with a
-    warning: some hosts wrap MP4s differently, and refusing every such file would fail whole runs.)"""
+    """Text (an HTML, JSON or plain error message) where a video should be: what a host sends
+    when it fails while still saying 200. A binary body without an ftyp box is kept, with a
+    warning: refusing every such file would fail whole runs for a host that wraps MP4s otherwise."""
     if any(word in content_type.lower() for word in ("html", "json", "xml")):
         return True
-    return head.lstrip()[:1] in (b"<", b"{", b"[")
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c.isspace() for c in text)
 
 
 class Downloader:

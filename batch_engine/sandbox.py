@@ -121,7 +121,7 @@ class Sandbox:
         self._runners.clear()
 
     async def _serve(self, app: web.Application, host: str, port: int) -> str:
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()

@@ -219,3 +219,26 @@ def test_huge_manifest_is_refused(tmp_path):
         f.truncate(65 * 1024 * 1024)
     done = run_cli("run", str(path), "--out", str(tmp_path / "out"), env=cli_env(None))
     assert done.returncode == 2 and "split the catalog" in done.stderr
+
+
+def test_second_ctrl_c_exits_at_once(serve, tmp_path):
+    """The first Ctrl-C waits a moment for a create on the wire; a second one exits at once."""
+    served = serve(faults=Faults(slow=1.0, slow_seconds=30))
+    out = tmp_path / "out"
+    proc = start_cli("run", str(write_manifest(tmp_path / "m.yaml", 3)), "--out", str(out), *FAST,
+                     "--request-timeout", "60", env=cli_env(served))
+    try:
+        wait_for(lambda: any(r.get("state") == "submitting" for r in ledger_records(out)))
+        wait_for(lambda: served.read(lambda s: s.stats.create_calls) >= 1)
+        proc.send_signal(signal.SIGINT)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=1.0)  # still settling the create on the wire
+        began = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=5)
+        assert time.monotonic() - began < 2.0
+    finally:
+        _, err = stop(proc, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert any(r["state"] == "submitting" for r in ledger_records(out)), "left for the next run to count"
