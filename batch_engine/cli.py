@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from batch_engine import __version__
 from batch_engine.config import DEFAULT_BASE_URL, Config, PollSettings, Rate
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args, console)
     except UsageError as e:
-        console.print(f"[red]error:[/] {e}")
+        console.print(f"[red]error:[/] {escape(str(e))}")
         return BAD_INPUT
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: the ledger holds everything done so far; "
@@ -81,16 +82,16 @@ def _execute(args: argparse.Namespace, console: Console, select: Callable[..., A
     try:
         ledger.open()
     except LedgerLocked as e:
-        console.print(f"[red]error:[/] {e}")
+        console.print(f"[red]error:[/] {escape(str(e))}")
         return BAD_INPUT
     except LedgerError as e:  # nothing was sent: the folder cannot be used
-        console.print(f"[red]error:[/] {e}")
+        console.print(f"[red]error:[/] {escape(str(e))}")
         return BAD_INPUT
     _log_to_file(config)
     try:
         run = asyncio.run(_run_async(config, ledger, select, console, args))
     except LedgerError as e:
-        console.print(f"[red]error:[/] {e}")
+        console.print(f"[red]error:[/] {escape(str(e))}")
         return SOME_FAILED
     finally:
         ledger.close()

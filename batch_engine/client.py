@@ -20,7 +20,7 @@ from typing import Any, AsyncIterator
 import aiohttp
 
 from batch_engine.errors import (AccountRefused, FileUnavailable, KieError, Maintenance,
-                                 RateLimited, Rejected, TaskUnknown, Transient)
+                                 RangeNotSatisfiable, RateLimited, Rejected, TaskUnknown, Transient)
 
 ACCOUNT_CODES = frozenset({401, 402, 433, 505})
 MAX_RETRY_AFTER = 300.0
@@ -185,6 +185,9 @@ class KieClient:
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         try:
             async with self._files.get(url, headers=headers) as resp:
+                if resp.status == 416 and offset:
+                    raise RangeNotSatisfiable("file host refused the range", code=416,
+                                              total=_total_from_range(resp.headers.get("Content-Range", "")))
                 if resp.status in (401, 403, 404, 410):
                     raise FileUnavailable(f"file host answered HTTP {resp.status}", code=resp.status)
                 if resp.status not in (200, 206):
@@ -213,6 +216,11 @@ def _range_start(resp: aiohttp.ClientResponse) -> int | None:
         return int(value.split()[1].split("-")[0])
     except (IndexError, ValueError):
         return None
+
+
+def _total_from_range(value: str) -> int | None:
+    total = value.rpartition("/")[2]  # "bytes */12345"
+    return int(total) if total.isdigit() else None
 
 
 def _total_length(resp: aiohttp.ClientResponse, start: int) -> int | None:

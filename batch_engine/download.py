@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 import aiofiles
 import aiofiles.os
 
-from batch_engine.errors import AccountRefused, BadVideo, FileUnavailable, KieError
+from batch_engine.client import FileStream
+from batch_engine.errors import AccountRefused, BadVideo, FileUnavailable, KieError, RangeNotSatisfiable
 from batch_engine.ledger import Item, fsync_dir, now_iso
 from batch_engine.ratelimit import backoff_delay
 from batch_engine.states import State
@@ -123,21 +124,16 @@ class Downloader:
         self.partial_dir.mkdir(parents=True, exist_ok=True)
         part = self._part_path(item)
         have = self._partial_size(item)
-        async with self.run.client.open_file(url, offset=have) as stream:
-            digest = hashlib.sha256()
-            if stream.start:
-                await _hash_file(part, digest)
-            size = stream.start
-            async with aiofiles.open(part, "r+b" if stream.start else "wb") as f:
-                await f.seek(stream.start)
-                await f.truncate()
-                async for chunk in stream.chunks:
-                    await f.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-                await f.flush()
-                await asyncio.to_thread(os.fsync, f.fileno())
-            total, content_type = stream.total, stream.content_type
+        try:
+            async with self.run.client.open_file(url, offset=have) as stream:
+                size, digest, total, content_type = await self._write(part, stream)
+        except RangeNotSatisfiable as e:
+            if e.total != have:  # the part is not the whole file: start over
+                await aiofiles.os.remove(part)
+                raise
+            digest = hashlib.sha256()  # killed after the last byte, before the rename
+            await _hash_file(part, digest)
+            size, total, content_type = have, e.total, ""
         try:
             await self._verify(item, part, size, total, content_type)
         except BadVideo:
@@ -147,6 +143,24 @@ class Downloader:
         await aiofiles.os.replace(part, final)
         await asyncio.to_thread(fsync_dir, final.parent)
         return size, digest.hexdigest()
+
+    @staticmethod
+    async def _write(part: Path, stream: FileStream) -> tuple[int, "hashlib._Hash", int | None, str]:
+        """Append what the host sends to the part file, hashing it; fsync before returning."""
+        digest = hashlib.sha256()
+        if stream.start:
+            await _hash_file(part, digest)
+        size = stream.start
+        async with aiofiles.open(part, "r+b" if stream.start else "wb") as f:
+            await f.seek(stream.start)
+            await f.truncate()
+            async for chunk in stream.chunks:
+                await f.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+            await f.flush()
+            await asyncio.to_thread(os.fsync, f.fileno())
+        return size, digest, stream.total, stream.content_type
 
     @staticmethod
     async def _verify(item: Item, part: Path, size: int, total: int | None, content_type: str) -> None:

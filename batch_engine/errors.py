@@ -62,5 +62,13 @@ class FileUnavailable(KieError):
     """The result file host answered 403/404/410: the link expired or is wrong; refresh it."""
 
 
+class RangeNotSatisfiable(KieError):
+    """416 to a resumed download: the part on disk may already be whole (`total` says, if known)."""
+
+    def __init__(self, message: str, *, code: int | str | None = None, total: int | None = None) -> None:
+        super().__init__(message, code=code)
+        self.total = total
+
+
 class BadVideo(KieError):
     """A downloaded file failed verification (length, MP4 signature)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -46,13 +47,13 @@ def status_table(items: Iterable[Item], console: Console, *, limit: int = 200) -
     ordered = sorted(items, key=lambda it: it.state is State.SUCCEEDED)
     for item in ordered[:limit]:
         if item.state is State.SUCCEEDED:
-            detail = f"{item.video} ({(item.bytes or 0) / 1e6:.1f} MB)"
+            detail = escape(f"{item.video} ({(item.bytes or 0) / 1e6:.1f} MB)")
         elif item.fail_code or item.fail_msg:
-            detail = f"[{item.fail_code}] {item.fail_msg or ''}"
+            detail = escape(f"[{item.fail_code}] {item.fail_msg or ''}")
         else:
             detail = item.provider_state or ""
         style = {State.SUCCEEDED: "green", State.FAILED: "red"}.get(item.state, "yellow")
-        table.add_row(item.id, f"[{style}]{item.state}[/]", item.task_id or "", str(item.attempts), detail)
+        table.add_row(escape(item.id), f"[{style}]{item.state}[/]", item.task_id or "", str(item.attempts), detail)
     console.print(table)
     if len(ordered) > limit:
         console.print(f"... and {len(ordered) - limit} more (use --json for all)")
@@ -78,7 +79,7 @@ def summary(run: "Run", console: Console) -> None:
         console.print(f"  [yellow]{n} item(s) could not be created ({code}); they stay pending for the next run[/]")
     failed = [item for item in items if item.state is State.FAILED]
     for item in failed[:20]:
-        console.print(f"  [red]failed[/] {item.id}: [{item.fail_code}] {item.fail_msg}")
+        console.print(f"  [red]failed[/] " + escape(f"{item.id}: [{item.fail_code}] {item.fail_msg}"))
     if len(failed) > 20:
         console.print(f"  ... and {len(failed) - 20} more failed (batch-engine status {run.config.out_dir})")
     if failed:

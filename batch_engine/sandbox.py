@@ -289,7 +289,7 @@ class Sandbox:
         if (rng := request.headers.get("Range", "")).startswith("bytes="):
             start = int(rng[6:].split("-")[0] or 0)
         if start >= task.size:
-            return web.Response(status=416)
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{task.size}"})
         response = web.StreamResponse(status=206 if start else 200)
         response.content_length = task.size - start
         response.content_type = "video/mp4"

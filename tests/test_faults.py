@@ -242,3 +242,21 @@ def test_second_ctrl_c_exits_at_once(serve, tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert any(r["state"] == "submitting" for r in ledger_records(out)), "left for the next run to count"
+
+
+def test_killed_after_the_last_byte_before_the_rename(serve, tmp_path):
+    """A whole part file left by a kill is finished from disk when the host answers 416 to the resume."""
+    served = serve()
+    out, manifest = tmp_path / "out", write_manifest(tmp_path / "m.yaml", 1)
+    args = ("run", str(manifest), "--out", str(out), "--rate", "200/1s", *FAST)
+    assert run_cli(*args, env=cli_env(served)).returncode == 0
+    row = status(out, cli_env(served))["items"][0]
+    (out / ".partial").mkdir(exist_ok=True)
+    (out / "sku-00000.mp4").rename(out / ".partial" / f"sku-00000.{row['task_id']}.part")
+    with open(out / "ledger.jsonl", "a") as ledger:  # the state a kill before the rename leaves
+        ledger.write('{"id":"sku-00000","state":"downloading","video":null}\n')
+    done = run_cli(*args, env=cli_env(served))
+    assert done.returncode == 0, done.stderr
+    last = served.read(lambda s: s.stats.file_requests[-1])
+    assert last.get("Range", "").startswith("bytes=")
+    assert_videos_match(out, served, status(out, cli_env(served)))
