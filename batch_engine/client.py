@@ -37,6 +37,13 @@ class TaskInfo:
     fail_msg: str | None = None
     cost_time_ms: int | None = None
     create_time_ms: int | None = None
+    complete_time_ms: int | None = None
+
+    def duration(self) -> float | None:
+        """Seconds from creation to completion, by the provider's clock, when it says."""
+        if self.create_time_ms is not None and self.complete_time_ms is not None:
+            return max(self.complete_time_ms - self.create_time_ms, 0) / 1000
+        return self.cost_time_ms / 1000 if self.cost_time_ms is not None else None
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> "TaskInfo":
@@ -53,7 +60,8 @@ class TaskInfo:
         return cls(task_id=str(data.get("taskId") or ""), state=str(data.get("state") or "").lower(),
                    result_urls=urls, fail_code=None if fail_code in (None, "") else str(fail_code),
                    fail_msg=data.get("failMsg") or None, cost_time_ms=_int(data.get("costTime")),
-                   create_time_ms=_int(data.get("createTime")))
+                   create_time_ms=_int(data.get("createTime")),
+                   complete_time_ms=_int(data.get("completeTime")))
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

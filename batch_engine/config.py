@@ -39,14 +39,11 @@ class Rate:
 
 @dataclass(frozen=True, slots=True)
 class PollSettings:
-    """The provider's recommended cadence: quick at first, slower for long tasks.
+    """How polling is paced (the schedule itself is `poll_schedule.PollSchedule`).
 
-    `scale` multiplies every interval (tests and the sandbox demo use a small one).
+    `scale` multiplies every interval and back-off (tests and the sandbox demo use a small one).
     """
 
-    early: float = 2.5      # first 30 s of a task's life
-    middle: float = 7.0     # up to 2 minutes
-    late: float = 20.0      # after that
     scale: float = 1.0
     polls_per_second: float = 10.0  # shared, polite cap on recordInfo calls
     task_timeout: float = 20 * 60   # a task unfinished after this is reported (it stays resumable)

@@ -1,8 +1,9 @@
 """Stage 2: follow every created task with recordInfo until it succeeds or fails.
 
-One scheduler keeps a heap of (when to look next, item); a few workers make the calls under a
-shared, polite limit of their own (separate from the create cap). The cadence follows the
-provider's advice: quick at first, slower as a task ages.
+One scheduler keeps a heap of (when to check next, item); `poll_schedule.PollSchedule` decides
+when and whether each check polls, learning from the tasks that finished; a few workers make the
+calls under a shared, polite limit of their own (separate from the create cap). A callback (see
+`callbacks`) ends a task the same way a poll does, through `apply`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 from aiolimiter import AsyncLimiter
 
 from batch_engine.client import TaskInfo
-from batch_engine.config import PollSettings
+from batch_engine.poll_schedule import PollSchedule
 from batch_engine.errors import AccountRefused, KieError, TaskUnknown
 from batch_engine.ledger import Item, now_iso
 from batch_engine.ratelimit import backoff_delay
@@ -32,37 +33,51 @@ IN_PROGRESS = frozenset({"waiting", "queuing", "generating", "created"})
 UNKNOWN_GRACE = 300.0  # seconds a new task may be unknown to recordInfo before it is given up
 
 
-def next_poll_delay(age: float, settings: PollSettings) -> float:
-    """Seconds until the next look at a task that is `age` seconds old."""
-    if age < 30 * settings.scale:
-        base = settings.early
-    elif age < 120 * settings.scale:
-        base = settings.middle
-    else:
-        base = settings.late
-    return base * settings.scale
+class _Tracked:
+    """What the poller keeps of one task in flight."""
+
+    __slots__ = ("item", "born", "order", "generation", "checks", "errors")
+
+    def __init__(self, item: Item, born: float, order: int) -> None:
+        self.item = item
+        self.born = born          # monotonic time the task was created
+        self.order = order        # arrival number: spreads the sampled checks across tasks
+        self.generation = 0       # bumped on every re-plan; older heap entries are stale
+        self.checks = 0           # checks so far
+        self.errors = 0           # failed polls in a row
 
 
 class Poller:
-    def __init__(self, run: "Run", workers: int = 8) -> None:
+    def __init__(self, run: "Run", workers: int = 8, *, callbacks: bool = False) -> None:
         self.run = run
         self.workers = workers
-        self._heap: list[tuple[float, int, Item]] = []   # (monotonic due time, order, item)
+        self.schedule = PollSchedule(run.config.poll, callbacks=callbacks)
+        self._heap: list[tuple[float, int, int, _Tracked]] = []  # (due, tie-break, generation, task)
         self._order = itertools.count()
         self._wakeup = asyncio.Event()                   # set when an earlier due time arrives
         self._due: asyncio.Queue[Item] = asyncio.Queue(maxsize=workers * 2)
         self._limiter = AsyncLimiter(run.config.poll.polls_per_second, 1.0)
-        self._born: dict[str, float] = {}                # item id -> monotonic time its task began
-        self._errors: dict[str, int] = {}                # item id -> failed polls in a row
+        self._tracked: dict[str, _Tracked] = {}          # item id -> task in flight
         self._unknown_states: set[str] = set()
 
     def track(self, item: Item, delay: float | None = None) -> None:
-        born = self._born.setdefault(item.id, _monotonic_from_iso(item.submitted_at))
+        """Follow `item`'s task; look at it after `delay` seconds, or when the schedule says."""
+        tracked = self._tracked.get(item.id)
+        if tracked is None:
+            tracked = _Tracked(item, _monotonic_from_iso(item.submitted_at), next(self._order))
+            self._tracked[item.id] = tracked
         now = time.monotonic()
         if delay is None:
-            delay = next_poll_delay(now - born, self.run.config.poll)
-        heapq.heappush(self._heap, (now + delay, next(self._order), item))
+            delay = self.schedule.next_check(now - tracked.born)
+        tracked.generation += 1
+        heapq.heappush(self._heap, (now + delay, next(self._order), tracked.generation, tracked))
         self._wakeup.set()
+
+    def poll_soon(self, item_id: str) -> None:
+        """Look at a task now (an unsigned callback said it ended: confirm it)."""
+        tracked = self._tracked.get(item_id)
+        if tracked is not None:
+            self.track(tracked.item, delay=0.0)
 
     async def scheduler(self) -> None:
         while True:
@@ -78,8 +93,15 @@ class Poller:
                 except TimeoutError:
                     pass
                 continue
-            _, _, item = heapq.heappop(self._heap)
-            await self._due.put(item)
+            due, _, generation, tracked = heapq.heappop(self._heap)
+            if tracked.generation != generation or self._tracked.get(tracked.item.id) is not tracked:
+                continue  # re-planned or finished since
+            tracked.checks += 1
+            age = time.monotonic() - tracked.born
+            if not self.schedule.should_poll(age, len(self._tracked), tracked.order, tracked.checks):
+                self.track(tracked.item)
+                continue
+            await self._due.put(tracked.item)
 
     async def worker(self) -> None:
         while True:
@@ -89,7 +111,10 @@ class Poller:
 
     async def poll(self, item: Item) -> None:
         run = self.run
-        age = time.monotonic() - self._born[item.id]
+        tracked = self._tracked.get(item.id)
+        if tracked is None:
+            return
+        age = time.monotonic() - tracked.born
         if age > run.config.poll.task_timeout:
             log.warning("item %s: task %s unfinished after %.0f s; it stays in the ledger and the "
                         "next run picks it up", item.id, item.task_id, age)
@@ -111,14 +136,15 @@ class Poller:
                                    finished_at=now_iso())
                 run.finished(item)
                 return
-            self.track(item, backoff_delay(self._count_error(item), base=run.config.poll.scale, cap=30.0))
+            tracked.errors += 1
+            self.track(item, backoff_delay(tracked.errors, base=run.config.poll.scale, cap=30.0))
             return
         except KieError as e:
-            errors = self._count_error(item)
-            log.info("item %s: recordInfo failed (%s), try %d", item.id, e.message, errors)
-            self.track(item, backoff_delay(errors, base=2.0 * run.config.poll.scale, cap=60.0))
+            tracked.errors += 1
+            log.info("item %s: recordInfo failed (%s), try %d", item.id, e.message, tracked.errors)
+            self.track(item, backoff_delay(tracked.errors, base=2.0 * run.config.poll.scale, cap=60.0))
             return
-        self._errors.pop(item.id, None)
+        tracked.errors = 0
         self.apply(item, info)
 
     def apply(self, item: Item, info: TaskInfo) -> None:
@@ -127,6 +153,7 @@ class Poller:
         if item.state is not State.RUNNING:
             return  # already handled: duplicates happen
         if info.state == "success":
+            self._learn(item, info)
             self._forget(item)
             if not info.result_urls:
                 run.ledger.advance(item, State.FAILED, provider_state="success", fail_code="no_result",
@@ -153,13 +180,19 @@ class Poller:
                 run.ledger.advance(item, State.RUNNING, provider_state=info.state)
             self.track(item)
 
-    def _forget(self, item: Item) -> None:
-        self._born.pop(item.id, None)
-        self._errors.pop(item.id, None)
+    def _learn(self, item: Item, info: TaskInfo) -> None:
+        tracked = self._tracked.get(item.id)
+        duration = info.duration()
+        if duration is None and tracked is not None:
+            duration = time.monotonic() - tracked.born
+        if duration is not None and self.schedule.observe(duration):
+            now = time.monotonic()  # the first news: every task in flight gets a new plan
+            for other in list(self._tracked.values()):
+                if other is not tracked:
+                    self.track(other.item, self.schedule.replan(now - other.born))
 
-    def _count_error(self, item: Item) -> int:
-        self._errors[item.id] = self._errors.get(item.id, 0) + 1
-        return self._errors[item.id]
+    def _forget(self, item: Item) -> None:
+        self._tracked.pop(item.id, None)
 
 
 def _monotonic_from_iso(stamp: str | None) -> float:

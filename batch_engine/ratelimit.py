@@ -34,9 +34,17 @@ def backoff_delay(attempt: int, *, base: float = 1.0, cap: float = 60.0,
 
 
 class RatePolicy:
-    """Decide the create cap; every method takes the time, so tests need no event loop."""
+    """Decide the create cap; every method takes the time, so tests need no event loop.
 
-    __slots__ = ("told", "creates", "pause_until", "_streak", "_last_cut", "_clean_since")
+    On a 429 the cap drops to what the provider demonstrably accepted in the trailing window (or
+    by a fifth, if that tells nothing), once per window however many 429s arrive, and every create
+    pauses (Retry-After when given, else a short jittered backoff). Once 429s stop, the cap probes
+    one step back up after a few clean windows; each probe that meets a 429 doubles the wait before
+    the next, so a cap that was learnt is not hammered again.
+    """
+
+    __slots__ = ("told", "creates", "pause_until", "_streak", "_last_cut", "_clean_since",
+                 "_probe_windows")
 
     def __init__(self, told: Rate) -> None:
         self.told = told                  # the cap the user gave (the most we ever use)
@@ -45,10 +53,12 @@ class RatePolicy:
         self._streak = 0                  # 429s in a row, for the backoff when no Retry-After
         self._last_cut = float("-inf")    # when the cap was last lowered
         self._clean_since = 0.0           # start of the current run of accepted creates
+        self._probe_windows = 2           # clean windows before the cap may rise by one
 
     def __repr__(self) -> str:
         return (f"<RatePolicy {self.creates}/{self.told.window:g}s (told {self.told}) "
-                f"pause_until={self.pause_until:.2f} streak={self._streak}>")
+                f"pause_until={self.pause_until:.2f} streak={self._streak} "
+                f"probe_every={self._probe_windows}w>")
 
     @property
     def rate(self) -> Rate:
@@ -56,18 +66,27 @@ class RatePolicy:
 
     def on_accepted(self, now: float) -> None:
         self._streak = 0
-        if self.creates < self.told.creates and now - self._clean_since >= 2 * self.told.window:
-            self.creates += 1  # creep back up: one more per two clean windows
+        if (self.creates < self.told.creates
+                and now - self._clean_since >= self._probe_windows * self.told.window):
+            self.creates += 1
             self._clean_since = now
 
-    def on_rate_limited(self, now: float, retry_after: float | None) -> None:
+    def on_rate_limited(self, now: float, retry_after: float | None, accepted_in_window: int = 0) -> None:
+        """A 429. `accepted_in_window`: creates the provider accepted in the last window."""
         self._streak += 1
-        if now - self._last_cut >= self.told.window:  # one cut per window, not one per 429
-            self.creates = max(1, int(self.creates * 0.75))
+        window = self.told.window
+        if now - self._last_cut >= window:  # one decision per window, not one per 429
+            if 0 < accepted_in_window < self.creates:
+                learned = accepted_in_window
+            else:
+                learned = int(self.creates * 0.8)
+            if self._last_cut != float("-inf"):
+                self._probe_windows = min(self._probe_windows * 2, 32)
+            self.creates = max(1, min(self.creates, learned))
             self._last_cut = now
         self._clean_since = now
         delay = retry_after if retry_after is not None else backoff_delay(
-            self._streak, base=self.told.window / max(self.creates, 1), cap=self.told.window)
+            self._streak, base=window / max(self.creates, 1), cap=window)
         self.pause_until = max(self.pause_until, now + delay)
 
     def on_pause(self, now: float, seconds: float) -> None:
@@ -76,11 +95,12 @@ class RatePolicy:
 
 
 class _Slot:
-    __slots__ = ("sent_at", "answered_at", "event")
+    __slots__ = ("sent_at", "answered_at", "accepted", "event")
 
     def __init__(self, sent_at: float, answered_at: float | None = None) -> None:
         self.sent_at = sent_at            # monotonic time the create was let through
         self.answered_at = answered_at    # monotonic time the create was answered; None in flight
+        self.accepted = answered_at is not None  # the provider made a task (seeded ones did)
         self.event = asyncio.Event()      # set once answered
         if answered_at is not None:
             self.event.set()
@@ -151,8 +171,11 @@ class CreateGate:
         slot.answered_at = now
         slot.event.set()
         self._latency = 0.8 * self._latency + 0.2 * (now - slot.sent_at)
+        slot.accepted = accepted
         if rate_limited:
-            self.policy.on_rate_limited(now, retry_after)
+            window_start = now - self.policy.told.window
+            recent = sum(1 for s in self._log if s.accepted and s.answered_at >= window_start)  # type: ignore[operator]
+            self.policy.on_rate_limited(now, retry_after, recent)
         elif accepted:
             self.policy.on_accepted(now)
 

@@ -22,23 +22,47 @@ def test_429_cuts_the_cap_once_per_window_and_pauses_everyone():
     policy = RatePolicy(Rate(20, 10.0))
     for t in (100.0, 100.1, 100.2):
         policy.on_rate_limited(t, retry_after=3.0)
-    assert policy.creates == 15
+    assert policy.creates == 16
     assert policy.pause_until == pytest.approx(103.2)
     policy.on_rate_limited(111.0, retry_after=None)
-    assert policy.creates == 11
+    assert policy.creates == 12
     assert 111.0 < policy.pause_until <= 121.0
 
 
-def test_cap_creeps_back_up_after_clean_windows_but_never_past_the_told_cap():
-    """Once 429s stop, one more create per window is allowed every two clean windows, up to the told cap."""
+def test_429_learns_the_hidden_cap_from_what_was_accepted():
+    """Told 20/10s while the provider allows 8: the first 429 sets the cap to the 8 it accepted."""
     policy = RatePolicy(Rate(20, 10.0))
-    policy.on_rate_limited(0.0, retry_after=1.0)
-    assert policy.creates == 15
-    for t in range(1, 400):
-        policy.on_accepted(float(t))
-    assert policy.creates == 20
-    assert RatePolicy(Rate(20, 10.0)).creates == 20
+    policy.on_rate_limited(4.0, retry_after=None, accepted_in_window=8)
+    assert policy.creates == 8
+    policy.on_rate_limited(4.5, retry_after=None, accepted_in_window=8)  # same window: no new cut
+    assert policy.creates == 8
 
+
+def test_probes_back_up_ever_more_rarely_after_each_429():
+    """The cap probes one step up after two clean windows; a probe that meets a 429 doubles the wait."""
+    policy = RatePolicy(Rate(20, 10.0))
+    policy.on_rate_limited(0.0, retry_after=0.0, accepted_in_window=8)
+    policy.on_accepted(19.0)
+    assert policy.creates == 8
+    policy.on_accepted(20.0)
+    assert policy.creates == 9  # probe after 2 windows
+    policy.on_rate_limited(21.0, retry_after=0.0, accepted_in_window=8)
+    assert policy.creates == 8
+    policy.on_accepted(21.0 + 39.0)
+    assert policy.creates == 8  # now 4 windows before the next probe
+    policy.on_accepted(21.0 + 40.0)
+    assert policy.creates == 9
+
+
+def test_429_without_retry_after_backs_off_with_the_streak():
+    """Without Retry-After, the pause grows with consecutive 429s, capped at one window."""
+    policy = RatePolicy(Rate(10, 2.0))
+    pauses = []
+    for n in range(8):
+        now = 100.0 + n * 10
+        policy.on_rate_limited(now, retry_after=None, accepted_in_window=5)
+        pauses.append(policy.pause_until - now)
+    assert pauses[-1] <= 2.0 and max(pauses[:2]) < pauses[-1] + 1e-9
 
 def test_maintenance_pause_is_shared():
     """A maintenance answer pauses every create for the given time."""
