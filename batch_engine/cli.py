@@ -16,6 +16,7 @@ from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -148,10 +149,25 @@ def _config(args: argparse.Namespace, console: Console) -> Config:
     except ValueError as e:
         raise UsageError(str(e)) from None
     poll = PollSettings(scale=args.time_scale, task_timeout=args.task_timeout * 60)
+    listen = None
+    if args.callback_url:
+        parts = urlsplit(args.callback_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"--callback-url {args.callback_url!r} is not an http(s) URL")
+        host, _, port = (args.listen or f"127.0.0.1:{parts.port or 8080}").rpartition(":")
+        if not port.isdigit() or not host:
+            raise UsageError(f"--listen {args.listen!r} is not HOST:PORT")
+        listen = (host.strip("[]"), int(port))
+    elif args.listen:
+        raise UsageError("--listen needs --callback-url (the address kie.ai should call)")
+    hmac_key = os.environ.get("KIE_WEBHOOK_HMAC_KEY", "").strip() or None
     _redact_key_in_logs(key)
+    if hmac_key:
+        _redact_key_in_logs(hmac_key)
     return Config(api_key=key, out_dir=Path(args.out), base_url=base or DEFAULT_BASE_URL,
                   rate=rate, poll=poll, request_timeout=args.request_timeout,
-                  show_progress=console.is_terminal and not args.quiet)
+                  show_progress=console.is_terminal and not args.quiet,
+                  callback_url=args.callback_url, listen=listen, webhook_hmac_key=hmac_key)
 
 
 # -- status -----------------------------------------------------------------------------------
@@ -245,6 +261,8 @@ def _log_to_file(config: Config) -> None:
     handler = logging.FileHandler(config.out_dir / LOG_NAME, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(_Redact(config.api_key))
+    if config.webhook_hmac_key:
+        handler.addFilter(_Redact(config.webhook_hmac_key))
     handler.setLevel(logging.DEBUG)
     log.addHandler(handler)
 
@@ -264,6 +282,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="give up waiting for one API answer after this long (default 60)")
         # for tests and demos: multiplies poll intervals and retry back-offs
         p.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
+        p.add_argument("--callback-url", metavar="URL",
+                       help="ask kie.ai to POST each finished task here; polling becomes a slow fallback")
+        p.add_argument("--listen", metavar="HOST:PORT",
+                       help="where the callback receiver listens (default 127.0.0.1 and the URL's port)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
         p.add_argument("-v", "--verbose", action="store_true", help="log every retry and refresh")
 

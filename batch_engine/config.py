@@ -62,3 +62,6 @@ class Config:
     request_timeout: float = 60.0
     show_progress: bool = False
     user_agent: str = USER_AGENT
+    callback_url: str | None = None          # sent as callBackUrl with every create
+    listen: tuple[str, int] | None = None    # where the callback receiver listens
+    webhook_hmac_key: str | None = field(default=None, repr=False)

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable
+from urllib.parse import urlsplit
 
+from batch_engine.callbacks import CallbackReceiver
 from batch_engine.client import KieClient
 from batch_engine.config import Config
 from batch_engine.download import Downloader, video_name
@@ -58,8 +60,12 @@ class Run:
         self.refused: AccountRefused | None = None
         self.items: list[Item] = []        # the items this run is about
         self.submitter = Submitter(self)
-        self.poller = Poller(self)
+        self.poller = Poller(self, callbacks=config.callback_url is not None)
         self.downloader = Downloader(self)
+        self.callbacks: CallbackReceiver | None = None
+        if config.callback_url is not None and config.listen is not None:
+            path = urlsplit(config.callback_url).path or "/"
+            self.callbacks = CallbackReceiver(self, *config.listen, path, config.webhook_hmac_key)
         self._outstanding = 0              # items of this run not yet at rest
         self._done = asyncio.Event()
 
@@ -110,6 +116,15 @@ class Run:
     async def execute(self, watch: Callable[["Run"], Awaitable[None]] | None = None) -> None:
         if self._outstanding == 0:
             return
+        if self.callbacks is not None:
+            await self.callbacks.start()
+        try:
+            await self._work(watch)
+        finally:
+            if self.callbacks is not None:
+                await self.callbacks.stop()
+
+    async def _work(self, watch: Callable[["Run"], Awaitable[None]] | None) -> None:
         try:
             async with asyncio.TaskGroup() as tg:
                 workers = [tg.create_task(self.poller.scheduler())]

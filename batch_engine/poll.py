@@ -58,6 +58,7 @@ class Poller:
         self._due: asyncio.Queue[Item] = asyncio.Queue(maxsize=workers * 2)
         self._limiter = AsyncLimiter(run.config.poll.polls_per_second, 1.0)
         self._tracked: dict[str, _Tracked] = {}          # item id -> task in flight
+        self._by_task: dict[str, Item] = {}              # task id -> item, for callbacks
         self._unknown_states: set[str] = set()
 
     def track(self, item: Item, delay: float | None = None) -> None:
@@ -66,12 +67,16 @@ class Poller:
         if tracked is None:
             tracked = _Tracked(item, _monotonic_from_iso(item.submitted_at), next(self._order))
             self._tracked[item.id] = tracked
+            self._by_task[item.task_id or ""] = item
         now = time.monotonic()
         if delay is None:
             delay = self.schedule.next_check(now - tracked.born)
         tracked.generation += 1
         heapq.heappush(self._heap, (now + delay, next(self._order), tracked.generation, tracked))
         self._wakeup.set()
+
+    def item_for_task(self, task_id: str) -> Item | None:
+        return self._by_task.get(task_id)
 
     def poll_soon(self, item_id: str) -> None:
         """Look at a task now (an unsigned callback said it ended: confirm it)."""
@@ -193,6 +198,7 @@ class Poller:
 
     def _forget(self, item: Item) -> None:
         self._tracked.pop(item.id, None)
+        self._by_task.pop(item.task_id or "", None)
 
 
 def _monotonic_from_iso(stamp: str | None) -> float:

@@ -10,7 +10,9 @@ generating -> success | fail. `stats` records what every client did, so tests ca
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import hmac
 import json
 import random
 import threading
@@ -20,7 +22,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 from batch_engine.config import MODEL, Rate
 
@@ -66,6 +68,9 @@ class SandboxSettings:
     file_status: int | None = None      # the file host answers every request with this status
     expire_links: bool = False          # result URLs answer 403 until refreshed via download-url
     error_page: bool = False            # the file host answers 200 with an HTML page
+    webhook_key: str | None = None      # sign callbacks with this HMAC key (None: unsigned)
+    duplicate_callbacks: float = 0.0    # share of callbacks sent twice
+    callback_delay: float = 0.0         # seconds between a task's end and its callback
     faults: Faults = field(default_factory=Faults)
     seed: int = 0
 
@@ -77,6 +82,9 @@ class SandboxStats:
     rate_limited: int = 0
     polls: int = 0
     faults: Counter[str] = field(default_factory=Counter)  # injected faults by kind
+    callbacks_sent: int = 0
+    callback_answers: list[int] = field(default_factory=list)  # HTTP statuses the receiver gave
+    noticed: dict[str, float] = field(default_factory=dict)  # task id -> seconds late its end was first seen
     file_requests: list[dict[str, str]] = field(default_factory=list)  # headers the file host saw
     api_headers: list[dict[str, str]] = field(default_factory=list)    # headers of API calls
 
@@ -100,6 +108,8 @@ class Sandbox:
         self._fault_rng = random.Random(self.settings.faults.seed)
         self._window: deque[float] = deque()  # accepted create times (sliding window)
         self._runners: list[web.AppRunner] = []
+        self._callbacks: set[asyncio.Task[None]] = set()
+        self._session: ClientSession | None = None
         self.base_url = ""
         self.files_url = ""
 
@@ -116,6 +126,11 @@ class Sandbox:
         self.files_url = await self._serve(files, host, files_port)
 
     async def stop(self) -> None:
+        for task in list(self._callbacks):
+            task.cancel()
+        await asyncio.gather(*self._callbacks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
@@ -209,6 +224,10 @@ class Sandbox:
                                     self._rng.random() < self.settings.fail_rate,
                                     self.settings.video_bytes + self._rng.randrange(0, 4096))
         self.stats.creates.append({"time": now, "task_id": task_id, "key": item_key(body)})
+        if isinstance(body.get("callBackUrl"), str):
+            callback = asyncio.ensure_future(self._callback(self.tasks[task_id], body["callBackUrl"]))
+            self._callbacks.add(callback)
+            callback.add_done_callback(self._callbacks.discard)
         if self._roll(self.settings.faults.drop_after_create):
             self.stats.faults["drop_after_create"] += 1
             request.transport.close()
@@ -238,6 +257,8 @@ class Sandbox:
         data = self.task_data(task)
         if data["state"] in ("waiting", "queuing", "generating") and self._roll(self.settings.faults.extra_state):
             data["state"] = "rendering"
+        elif data["state"] in ("success", "fail") and task.task_id not in self.stats.noticed:
+            self.stats.noticed[task.task_id] = time.monotonic() - task.created - task.duration
         return _answer(200, "success", data=data)
 
     def task_data(self, task: _Task) -> dict[str, Any]:
@@ -256,6 +277,28 @@ class Sandbox:
                 url = f"{self.files_url}/files/{task.task_id}.mp4"
                 data.update(state="success", resultJson=_json({"resultUrls": [url]}))
         return data
+
+    async def _callback(self, task: _Task, url: str) -> None:
+        """POST the task's recordInfo body to its callBackUrl when it ends, signed if configured."""
+        await asyncio.sleep(task.duration + self.settings.callback_delay)
+        if self._session is None:
+            self._session = ClientSession()
+        data = self.task_data(task)
+        headers = {}
+        if self.settings.webhook_key:
+            stamp = str(int(time.time()))
+            digest = hmac.new(self.settings.webhook_key.encode(), f"{task.task_id}.{stamp}".encode(),
+                              hashlib.sha256).digest()
+            headers = {"X-Webhook-Timestamp": stamp, "X-Webhook-Signature": base64.b64encode(digest).decode()}
+        times = 2 if self._roll(self.settings.duplicate_callbacks) else 1
+        for _ in range(times):
+            self.stats.callbacks_sent += 1
+            try:
+                async with self._session.post(url, json={"code": 200, "msg": "success", "data": data},
+                                              headers=headers) as response:
+                    self.stats.callback_answers.append(response.status)
+            except OSError:
+                self.stats.callback_answers.append(0)
 
     async def _download_url(self, request: web.Request) -> web.Response:
         if (refused := await self._refusal(request)) is not None:

@@ -56,7 +56,9 @@ class Submitter:
             ledger.advance(item, State.SUBMITTING, attempts=item.attempts + 1,
                            fail_code=None, fail_msg=None, submitted_at=now_iso())
             run.stats.creates_sent += 1
-            create = asyncio.ensure_future(run.client.create_task(item.request))
+            body = item.request if run.config.callback_url is None else \
+                {**item.request, "callBackUrl": run.config.callback_url}
+            create = asyncio.ensure_future(run.client.create_task(body))
             try:
                 task_id = await asyncio.shield(create)
             except asyncio.CancelledError:
