@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ class UsageError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` prints where a stuck run is
     args = _parser().parse_args(argv)
     console = Console(stderr=True, soft_wrap=True)
     _log_to_console(console, verbose=getattr(args, "verbose", False))
@@ -148,7 +150,10 @@ def _config(args: argparse.Namespace, console: Console) -> Config:
         rate = Rate.parse(args.rate)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    poll = PollSettings(scale=args.time_scale, task_timeout=args.task_timeout * 60)
+    if args.poll_rate <= 0:
+        raise UsageError("--poll-rate must be a positive number of polls per second")
+    poll = PollSettings(scale=args.time_scale, task_timeout=args.task_timeout * 60,
+                        polls_per_second=args.poll_rate)
     listen = None
     if args.callback_url:
         parts = urlsplit(args.callback_url)
@@ -278,6 +283,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--rate", default="20/10s", help="create cap, N/Ws (default 20/10s, kie.ai's limit)")
         p.add_argument("--task-timeout", type=float, default=20.0, metavar="MINUTES",
                        help="report a task still unfinished after this long (it stays resumable)")
+        p.add_argument("--poll-rate", type=float, default=25.0, metavar="N",
+                       help="at most N recordInfo calls per second, all tasks together (default 25)")
         p.add_argument("--request-timeout", type=float, default=60.0, metavar="SECONDS",
                        help="give up waiting for one API answer after this long (default 60)")
         # for tests and demos: multiplies poll intervals and retry back-offs

@@ -45,7 +45,7 @@ class PollSettings:
     """
 
     scale: float = 1.0
-    polls_per_second: float = 10.0  # shared, polite cap on recordInfo calls
+    polls_per_second: float = 25.0  # shared, polite cap on recordInfo calls
     task_timeout: float = 20 * 60   # a task unfinished after this is reported (it stays resumable)
 
 

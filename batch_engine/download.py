@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PARTIAL_DIR = ".partial"
+HEAD = 64  # bytes kept from the start of a file, to check what it is
+WRITE_BLOCK = 1024 * 1024  # bytes held before a write: the most a download keeps in memory
 
 
 def video_name(item_id: str) -> str:
@@ -121,55 +123,72 @@ class Downloader:
         return self.partial_dir / f"{item.id}.{item.task_id}.part"
 
     async def _fetch(self, item: Item, url: str) -> tuple[int, str]:
-        self.partial_dir.mkdir(parents=True, exist_ok=True)
+        if not self.partial_dir.is_dir():
+            self.partial_dir.mkdir(parents=True, exist_ok=True)
         part = self._part_path(item)
         have = self._partial_size(item)
         try:
             async with self.run.client.open_file(url, offset=have) as stream:
-                size, digest, total, content_type = await self._write(part, stream)
+                size, digest, head, total, content_type = await self._write(part, stream)
         except RangeNotSatisfiable as e:
             if e.total != have:  # the part is not the whole file: start over
                 await aiofiles.os.remove(part)
                 raise
             digest = hashlib.sha256()  # killed after the last byte, before the rename
-            await _hash_file(part, digest)
+            head = await _hash_file(part, digest)
             size, total, content_type = have, e.total, ""
         try:
-            await self._verify(item, part, size, total, content_type)
+            self._verify(item, head, size, total, content_type)
         except BadVideo:
             await aiofiles.os.remove(part)
             raise
-        final = self.run.config.out_dir / video_name(item.id)
-        await aiofiles.os.replace(part, final)
-        await asyncio.to_thread(fsync_dir, final.parent)
+        await asyncio.to_thread(_publish, part, self.run.config.out_dir / video_name(item.id))
         return size, digest.hexdigest()
 
     @staticmethod
-    async def _write(part: Path, stream: FileStream) -> tuple[int, "hashlib._Hash", int | None, str]:
-        """Append what the host sends to the part file, hashing it; fsync before returning."""
+    async def _write(part: Path, stream: FileStream) -> tuple[int, "hashlib._Hash", bytes, int | None, str]:
+        """Write what the host sends to the part file (after what it holds, when resuming),
+        hashing it and keeping the file's first bytes; fsync before returning. Bytes are written
+        in blocks of WRITE_BLOCK through aiofiles; a file smaller than one block is written by a
+        single thread job (each aiofiles call is a trip to a thread, and a catalog has many)."""
         digest = hashlib.sha256()
-        if stream.start:
-            await _hash_file(part, digest)
+        head = await _hash_file(part, digest) if stream.start else b""
         size = stream.start
-        async with aiofiles.open(part, "r+b" if stream.start else "wb") as f:
-            await f.seek(stream.start)
-            await f.truncate()
+        pending = bytearray()
+        file = None
+        try:
             async for chunk in stream.chunks:
-                await f.write(chunk)
+                pending += chunk
                 digest.update(chunk)
+                if len(head) < HEAD:
+                    head += chunk[: HEAD - len(head)]
                 size += len(chunk)
-            await f.flush()
-            await asyncio.to_thread(os.fsync, f.fileno())
-        return size, digest, stream.total, stream.content_type
+                if len(pending) >= WRITE_BLOCK:
+                    if file is None:
+                        file = await aiofiles.open(part, "r+b" if stream.start else "wb", buffering=0)
+                        await file.seek(stream.start)
+                        await file.truncate()
+                    await file.write(bytes(pending))
+                    pending.clear()
+            if file is None:
+                data, pending = bytes(pending), bytearray()
+                await asyncio.to_thread(_write_all, part, stream.start, data)
+            else:
+                await file.write(bytes(pending))
+                await asyncio.to_thread(os.fsync, file.fileno())
+        finally:
+            if file is not None:
+                await file.close()
+            elif pending:  # cut off before the first block: keep what came, for a Range resume
+                await asyncio.to_thread(_write_all, part, stream.start, bytes(pending))
+        return size, digest, head, stream.total, stream.content_type
 
     @staticmethod
-    async def _verify(item: Item, part: Path, size: int, total: int | None, content_type: str) -> None:
+    def _verify(item: Item, head: bytes, size: int, total: int | None, content_type: str) -> None:
         if total is not None and size != total:
             raise BadVideo(f"got {size} of {total} bytes", code="short")
         if size == 0:
             raise BadVideo("the file is empty", code="empty")
-        async with aiofiles.open(part, "rb") as f:
-            head = await f.read(64)
         if looks_like_mp4(head):
             return
         if looks_like_error_page(head, content_type):
@@ -178,7 +197,26 @@ class Downloader:
         log.warning("item %s: the video has no MP4 signature (ftyp box); kept as sent", item.id)
 
 
-async def _hash_file(path: Path, digest: "hashlib._Hash") -> None:
+def _write_all(part: Path, start: int, data: bytes) -> None:
+    with open(part, "r+b" if start else "wb") as f:
+        f.seek(start)
+        f.truncate()
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _publish(part: Path, final: Path) -> None:
+    """Give a verified file its final name, durably."""
+    os.replace(part, final)
+    fsync_dir(final.parent)
+
+
+async def _hash_file(path: Path, digest: "hashlib._Hash") -> bytes:
+    """Feed a file to `digest`; return its first bytes."""
+    head = b""
     async with aiofiles.open(path, "rb") as f:
         while chunk := await f.read(1024 * 1024):
             digest.update(chunk)
+            head = head or chunk[:HEAD]
+    return head

@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,8 @@ class Item:
     updated_at: str = field(default_factory=now_iso)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        return json.dumps({name: getattr(self, name) for name in _FIELD_NAMES},
+                          ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Item":
@@ -73,7 +74,8 @@ class Item:
         self.state = state
 
 
-_FIELDS = frozenset(f.name for f in fields(Item))
+_FIELD_NAMES = tuple(f.name for f in fields(Item))
+_FIELDS = frozenset(_FIELD_NAMES)
 
 
 class LedgerError(Exception):

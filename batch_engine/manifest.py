@@ -15,6 +15,7 @@ import yaml
 
 from batch_engine.config import MODEL
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
 MAX_PROMPT = 1500
 MAX_ID = 200
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
@@ -75,7 +76,7 @@ def load_manifest(path: Path) -> list[ItemSpec]:
         raise ManifestError(path, [f"line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); "
                                    "save the manifest as UTF-8"]) from None
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
         try:
             node = loader.get_single_node()
             data = loader.construct_document(node) if node is not None else None

@@ -116,6 +116,7 @@ class CreateGate:
         self._max_in_flight = max_in_flight  # the most creates on the wire at once, ever
         self._latency = 0.0                  # moving average of create answer times (seconds)
         self._log: deque[_Slot] = deque()   # recent creates, oldest first
+        self._in_flight: list[_Slot] = []   # creates sent and not yet answered, oldest first
         self._pacer = self._make_pacer()
         self._pacer_rate = self.policy.creates
         self._lock = asyncio.Lock()         # one create at a time passes the checks, in order
@@ -143,9 +144,8 @@ class CreateGate:
                 limit, window = self.policy.creates, self.policy.told.window
                 while len(self._log) > limit and self._log[0].answered_at is not None:
                     self._log.popleft()
-                in_flight = [slot for slot in self._log if slot.answered_at is None]
-                if len(in_flight) >= self.in_flight_allowed():
-                    await in_flight[0].event.wait()
+                if len(self._in_flight) >= self.in_flight_allowed():
+                    await self._in_flight[0].event.wait()
                     continue
                 if len(self._log) >= limit:
                     ref = self._log[-limit]
@@ -162,6 +162,7 @@ class CreateGate:
                     continue
                 slot = _Slot(self._clock())
                 self._log.append(slot)
+                self._in_flight.append(slot)
                 return slot
             return None
 
@@ -170,6 +171,7 @@ class CreateGate:
         now = self._clock()
         slot.answered_at = now
         slot.event.set()
+        self._in_flight.remove(slot)  # a handful at most
         self._latency = 0.8 * self._latency + 0.2 * (now - slot.sent_at)
         slot.accepted = accepted
         if rate_limited:

@@ -71,6 +71,7 @@ class SandboxSettings:
     webhook_key: str | None = None      # sign callbacks with this HMAC key (None: unsigned)
     duplicate_callbacks: float = 0.0    # share of callbacks sent twice
     callback_delay: float = 0.0         # seconds between a task's end and its callback
+    latency: tuple[float, float] = (0.0, 0.0)  # network jitter: each API answer waits this long (uniform)
     faults: Faults = field(default_factory=Faults)
     seed: int = 0
 
@@ -165,6 +166,8 @@ class Sandbox:
     async def _refusal(self, request: web.Request, *, creating: bool = False) -> web.Response | None:
         """The answer for a request that does not get through: wrong key, or an injected fault."""
         self.stats.api_headers.append(dict(request.headers))
+        if self.settings.latency[1] > 0:
+            await asyncio.sleep(self._fault_rng.uniform(*self.settings.latency))
         if request.headers.get("Authorization") != f"Bearer {self.settings.api_key}":
             return _answer(401, "You do not have access permissions")
         faults = self.settings.faults

@@ -69,9 +69,19 @@ def cli_env(served: Served | None, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "batch_engine", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+def run_cli(*args: str, env: dict[str, str], timeout: float = 120, **popen: Any) -> subprocess.CompletedProcess:
+    """Run the CLI to completion; if it overruns, fail with the stacks it was stuck in."""
+    proc = subprocess.Popen([sys.executable, "-m", "batch_engine", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)  # give faulthandler a moment to print the stacks
+        proc.kill()
+        out, err = proc.communicate(timeout=10)
+        raise AssertionError(f"batch-engine {' '.join(args)} overran {timeout} s:\n{err[-6000:]}") from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def start_cli(*args: str, env: dict[str, str]) -> subprocess.Popen:

@@ -178,8 +178,7 @@ def test_disk_full_stops_with_a_clear_error_and_a_consistent_ledger(serve, tmp_p
     served = serve(video_bytes=256 * 1024)
     out, manifest = tmp_path / "out", write_manifest(tmp_path / "m.yaml", 3)
     args = ("run", str(manifest), "--out", str(out), "--rate", "200/1s", *FAST)
-    proc = subprocess.run([sys.executable, "-m", "batch_engine", *args], env=cli_env(served),
-                          capture_output=True, text=True, timeout=60, preexec_fn=_small_files(100_000))
+    proc = run_cli(*args, env=cli_env(served), timeout=60, preexec_fn=_small_files(100_000))
     assert proc.returncode == 1, proc.stderr
     assert "cannot write" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(out.glob("*.mp4"))

@@ -1,0 +1,188 @@
+"""Benchmarks: the engine against the naive script, on the sandbox, in one go.
+
+    python bench/run.py            # everything (about 8 minutes)
+    python bench/run.py --quick    # smaller batches (about 3 minutes)
+
+Each case runs the real CLI (and bench/naive.py) as a child process against a sandbox served
+from this process, and prints ratios, not absolute times: create-rate utilisation and makespan
+against the lower bound the cap allows, the share of creates refused with 429, polls per task,
+how late finished tasks were noticed, CPU per item and peak memory of the child.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from batch_engine.config import Rate  # noqa: E402
+from batch_engine.sandbox import SandboxSettings, SandboxThread  # noqa: E402
+
+KEY = "bench-key"
+
+
+@dataclass
+class Result:
+    case: str
+    who: str
+    items: int
+    utilisation: float | None   # creates per window achieved / cap (over the create span)
+    refused: float              # 429 answers / create calls
+    polls_per_task: float
+    makespan_ratio: float       # wall time / lower bound of the create span at the real cap
+    span_ratio: float           # create span / lower bound at the real cap
+    lag_max: float | None       # latest notice, as a share of generation time (or None)
+    lag_mean: float | None
+    cpu_ms_per_item: float
+    peak_rss_mb: float
+    failed_items: int
+
+
+def manifest(path: Path, n: int) -> Path:
+    lines = ["items:"]
+    for i in range(n):
+        lines += [f"  - id: item-{i:06d}", f"    image_url: https://cdn.example.com/{i}.jpg",
+                  f"    prompt: Product {i} turns slowly on a white turntable"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def child(argv: list[str], env: dict[str, str]) -> tuple[float, float, float, int]:
+    """Run a child to completion: (wall seconds, CPU seconds, peak RSS MB, exit code)."""
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read() if proc.stderr else ""
+    if proc.returncode not in (0, 1):
+        print(err[-2000:], file=sys.stderr)
+    return time.monotonic() - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode
+
+
+def measure(case: str, who: str, settings: SandboxSettings, n: int, engine_args: list[str],
+            real_cap: Rate) -> Result:
+    with tempfile.TemporaryDirectory() as tmp, SandboxThread(settings) as sandbox:
+        env = {**os.environ, "KIE_API_KEY": KEY, "KIE_BASE_URL": sandbox.base_url}
+        m = manifest(Path(tmp) / "m.yaml", n)
+        out = Path(tmp) / "out"
+        if who == "engine":
+            argv = [sys.executable, "-m", "batch_engine", "run", str(m), "--out", str(out), "-q", *engine_args]
+        else:
+            argv = [sys.executable, str(ROOT / "bench" / "naive.py"), str(m), str(out)]
+        wall, cpu, rss, code = child(argv, env)
+        stats = sandbox.stats
+        times = sorted(c["time"] for c in stats.creates)
+        span = times[-1] - times[0] if len(times) > 1 else 0.0
+        bound = (n - 1) * real_cap.window / real_cap.creates
+        per_window = (len(times) - 1) / span * real_cap.window if span else None
+        lags = [late / sandbox.tasks[t].duration for t, late in stats.noticed.items()]
+        failed = sum(1 for t in sandbox.tasks.values() if t.fails)
+        return Result(case, who, n, per_window / real_cap.creates if per_window else None,
+                      stats.rate_limited / max(stats.create_calls, 1), stats.polls / max(len(times), 1),
+                      wall / (n * real_cap.window / real_cap.creates), span / bound if bound else 0.0,
+                      max(lags) if lags else None, statistics.mean(lags) if lags else None,
+                      cpu / n * 1000, rss, failed)
+
+
+def ledger_load(n: int) -> dict[str, float]:
+    """A ledger of `n` succeeded items: how long `status` and a resuming `retry` take (whole process)."""
+    from batch_engine.ledger import Item, Ledger
+    from batch_engine.states import State
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        with Ledger(out) as ledger:
+            for i in range(n):
+                item = ledger.add(Item(id=f"item-{i:06d}", request={"model": "m", "input": {
+                    "prompt": f"Product {i} turns slowly", "image_url": f"https://cdn.example.com/{i}.jpg"}},
+                    fingerprint=f"{i:016x}"))
+                ledger.advance(item, State.SUBMITTING, attempts=1)
+                ledger.advance(item, State.RUNNING, task_id=f"task-{i}")
+                ledger.advance(item, State.DOWNLOADING, result_url=f"https://files.example/{i}.mp4")
+                ledger.advance(item, State.SUCCEEDED, video=f"item-{i:06d}.mp4", bytes=4, sha256="0" * 64)
+                (out / f"item-{i:06d}.mp4").write_bytes(b"\0\0\0\0")
+        env = {**os.environ, "KIE_API_KEY": KEY, "KIE_BASE_URL": "http://127.0.0.1:9"}
+        figures = {}
+        for name, argv in (("status --json", ["status", str(out), "--json"]), ("retry (resume)", ["retry", str(out), "-q"])):
+            wall, cpu, rss, code = child([sys.executable, "-m", "batch_engine", *argv], env)
+            assert code == 0, f"{name} exited {code}"
+            figures[name] = wall
+            figures[name + " MB"] = rss
+        return figures
+
+
+def big_video(size_mb: int) -> dict[str, float]:
+    """Peak memory of a run downloading one video of `size_mb` MB against one of 1 MB."""
+    figures = {}
+    for mb in (1, size_mb):
+        settings = SandboxSettings(api_key=KEY, gen_time=(0.2, 0.2), video_bytes=mb * 1024 * 1024)
+        result = measure("video", "engine", settings, 1, ["--rate", "10/1s", "--time-scale", "0.1"], Rate(10, 1))
+        figures[f"{mb} MB video: peak RSS MB"] = result.peak_rss_mb
+    return figures
+
+
+def show(results: list[Result]) -> None:
+    head = ("case", "who", "items", "use of cap", "429 share", "polls/task", "makespan/LB", "creates/LB",
+            "notice max", "notice mean", "CPU ms/item", "peak MB")
+    rows = [head]
+    for r in results:
+        pct = lambda v: "-" if v is None else f"{v * 100:.0f}%"
+        rows.append((r.case, r.who, str(r.items), pct(r.utilisation), pct(r.refused), f"{r.polls_per_task:.1f}",
+                     f"{r.makespan_ratio:.2f}", f"{r.span_ratio:.2f}", pct(r.lag_max), pct(r.lag_mean),
+                     f"{r.cpu_ms_per_item:.2f}", f"{r.peak_rss_mb:.0f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    n = 100 if args.quick else 200
+    cases = [
+        ("told cap, sliding", SandboxSettings(api_key=KEY, rate=Rate(10, 2), gen_time=(3, 6), video_bytes=64 * 1024),
+         n, ["--rate", "10/2s"], Rate(10, 2)),
+        ("told cap, fixed+jitter", SandboxSettings(api_key=KEY, rate=Rate(10, 2), window_kind="fixed",
+                                                   latency=(0.0, 0.15), gen_time=(3, 6), video_bytes=64 * 1024),
+         n, ["--rate", "10/2s"], Rate(10, 2)),
+        ("hidden cap 5/2s", SandboxSettings(api_key=KEY, rate=Rate(5, 2), gen_time=(3, 6), video_bytes=64 * 1024),
+         n // 2, ["--rate", "10/2s"], Rate(5, 2)),
+        ("generation 20-40 s", SandboxSettings(api_key=KEY, rate=Rate(200, 2), gen_time=(20, 40), video_bytes=64 * 1024),
+         n, ["--rate", "200/2s"], Rate(200, 2)),
+    ]
+    results = []
+    for case, settings, items, engine_args, real in cases:
+        for who in ("engine", "naive"):
+            print(f"... {case}: {who}", file=sys.stderr, flush=True)
+            results.append(measure(case, who, settings, items, engine_args, real))
+    scale_n = 2000 if args.quick else 10_000
+    print(f"... scale: {scale_n} items", file=sys.stderr, flush=True)
+    results.append(measure(f"scale {scale_n}", "engine", SandboxSettings(
+        api_key=KEY, rate=Rate(5000, 1), gen_time=(0.5, 1.0), video_bytes=8 * 1024),
+        scale_n, ["--rate", "5000/1s", "--time-scale", "0.2", "--poll-rate", "5000"], Rate(5000, 1)))
+    print(f"batch-engine bench, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores\n")
+    show(results)
+    print("\nLB: the lower bound on the create span at the provider's real cap (items / cap * window).")
+    print("notice: how late a finished task was first seen by a poll, as a share of its generation time.\n")
+    ledger_n = 20_000 if args.quick else 100_000
+    print(f"... ledger of {ledger_n} items", file=sys.stderr, flush=True)
+    for name, value in ledger_load(ledger_n).items():
+        print(f"ledger of {ledger_n} items, {name}: {value:.2f}{'' if 'MB' in name else ' s'}")
+    for name, value in big_video(50 if args.quick else 200).items():
+        print(f"{name}: {value:.0f}")
+
+
+if __name__ == "__main__":
+    main()
