@@ -181,8 +181,10 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     if not (out / LEDGER_NAME).exists():
         raise UsageError(f"no ledger in {out} (looked for {out / LEDGER_NAME})")
     items = read_items(out).values()
-    if args.json:
-        print(json.dumps(status_json(out, items), indent=2, ensure_ascii=False))
+    if args.json:  # one item a line: readable, and quick to write for 100,000 items
+        report = status_json(out, items)
+        rows = ",\n  ".join(json.dumps(row, ensure_ascii=False) for row in report["items"])
+        sys.stdout.write(f'{{"items": [\n  {rows}\n],\n "counts": {json.dumps(report["counts"])}}}\n')
     else:
         status_table(items, Console())
     return OK

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable
 from urllib.parse import urlsplit
@@ -90,12 +91,15 @@ class Run:
         downloaded again (never created again) when its result URL is known."""
         recent: list[float] = []
         now = time.time()
+        # ledger times are ISO strings in UTC: comparing them as text is comparing the times
+        window_start = datetime.fromtimestamp(now - self.config.rate.window, timezone.utc).isoformat()
+        folder = os.fspath(self.config.out_dir)
         for item in items:
             self.items.append(item)
-            if item.submitted_at and item.attempts:
+            if item.attempts and item.submitted_at and item.submitted_at >= window_start:
                 recent.append(now - datetime.fromisoformat(item.submitted_at).timestamp())
             if item.state is State.SUCCEEDED:
-                if _video_intact(self.config.out_dir, item):
+                if _video_intact(folder, item):
                     continue
                 log.warning("item %s: its video is missing or damaged; fetching it again", item.id)
                 if item.result_url:
@@ -204,9 +208,9 @@ def _first(group: BaseExceptionGroup) -> BaseException:
     return _first(first) if isinstance(first, BaseExceptionGroup) else first
 
 
-def _video_intact(out_dir: Path, item: Item) -> bool:
+def _video_intact(folder: str, item: Item) -> bool:
     try:
-        return (out_dir / (item.video or video_name(item.id))).stat().st_size == item.bytes
+        return os.stat(os.path.join(folder, item.video or video_name(item.id))).st_size == item.bytes
     except OSError:
         return False
 

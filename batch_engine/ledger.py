@@ -25,6 +25,7 @@ from batch_engine.states import State, check_transition
 
 LEDGER_NAME = "ledger.jsonl"
 LOCK_NAME = ".batch-engine.lock"
+CHUNK = 10_000  # ledger lines parsed at once on load
 log = logging.getLogger(__name__)
 
 
@@ -56,12 +57,16 @@ class Item:
     updated_at: str = field(default_factory=now_iso)
 
     def to_json(self) -> str:
-        return json.dumps({name: getattr(self, name) for name in _FIELD_NAMES},
-                          ensure_ascii=False, separators=(",", ":"))
+        """The whole record; fields that are None are left out (they read back as None)."""
+        record = {name: value for name in _FIELD_NAMES if (value := getattr(self, name)) is not None}
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Item":
-        item = cls(**{k: v for k, v in data.items() if k in _FIELDS})
+        try:
+            item = cls(**data)
+        except TypeError:  # a field this version does not know: leave it out
+            item = cls(**{k: v for k, v in data.items() if k in _FIELDS})
         item.state = State(item.state)
         return item
 
@@ -88,35 +93,58 @@ class LedgerLocked(LedgerError):
 
 def read_items(out_dir: Path) -> dict[str, Item]:
     """Replay the ledger in `out_dir` (read-only, no lock). A torn or damaged line is skipped."""
+    return _load(out_dir)[0]
+
+
+def _load(out_dir: Path) -> tuple[dict[str, Item], bool]:
+    """The items, and whether the file already holds exactly one whole line per item."""
     path = out_dir / LEDGER_NAME
-    items: dict[str, Item] = {}
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return items
+        return {}, False
     except OSError as e:
         raise LedgerError(f"cannot read {path}: {e.strerror or e}") from None
-    lines = data.split(b"\n")
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    torn = not data.endswith(b"\n")
+    lines = [line for line in data.split(b"\n") if line.strip()]
+    del data
+    items: dict[str, Item] = {}
+    records = 0
+    for start in range(0, len(lines), CHUNK):
+        chunk = lines[start:start + CHUNK]
+        try:  # fast path: one parse per chunk (a torn line fails it: then line by line)
+            parsed = json.loads(b"[" + b",".join(chunk) + b"]")
+        except ValueError:
+            parsed = []
+            for number, line in enumerate(chunk, start=start + 1):
+                try:
+                    parsed.append(json.loads(line))
+                except ValueError:
+                    if number < len(lines):  # not the last line: damage from outside, say so
+                        log.warning("ledger %s line %d is damaged and was skipped", path, number)
+        records += len(parsed)
+        _replay(parsed, items, path)
+    return items, len(lines) == records == len(items) and not torn
+
+
+def _replay(records: list[Any], items: dict[str, Item], path: Path) -> None:
+    for record in records:
         try:
-            record = json.loads(line)
             known = items.get(record["id"])
             if known is None:
                 items[record["id"]] = Item.from_dict(record)
             else:
                 known.apply(record)
         except (ValueError, TypeError, KeyError, AttributeError):
-            if number < len(lines) - 1:  # not the last line: damage from outside, say so
-                log.warning("ledger %s line %d is damaged and was skipped", path, number)
-    return items
+            log.warning("ledger %s: a record of %r is damaged and was skipped", path, record.get("id")
+                        if isinstance(record, dict) else None)
 
 
 class Ledger:
     """The open, locked ledger of one output folder."""
 
-    __slots__ = ("out_dir", "path", "items", "_fd", "_lock_fd", "_fsync_every", "_last_fsync")
+    __slots__ = ("out_dir", "path", "items", "_fd", "_lock_fd", "_fsync_every", "_last_fsync",
+                 "_appended")
 
     def __init__(self, out_dir: Path, *, fsync_every: float = 1.0) -> None:
         self.out_dir = out_dir
@@ -126,6 +154,7 @@ class Ledger:
         self._lock_fd: int | None = None   # holds the flock on the lock file
         self._fsync_every = fsync_every    # seconds between fsyncs of the ledger
         self._last_fsync = 0.0             # monotonic time of the last fsync
+        self._appended = 0                 # lines appended since the file was last compacted
 
     def __repr__(self) -> str:
         return f"<Ledger {self.path} items={len(self.items)} open={self._fd is not None}>"
@@ -134,8 +163,9 @@ class Ledger:
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._lock()
-            self.items = read_items(self.out_dir)
-            self._compact()
+            self.items, compact = _load(self.out_dir)
+            if not compact:
+                self._compact()
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as e:
             self.close()
@@ -168,13 +198,15 @@ class Ledger:
                                 ensure_ascii=False, separators=(",", ":")))
 
     def close(self) -> None:
+        """Compact (so the next run loads one line per item) and release the folder."""
         if self._fd is not None:
-            try:
-                os.fsync(self._fd)
-            except OSError:
-                pass
             os.close(self._fd)
             self._fd = None
+            try:
+                if self._appended:
+                    self._compact()
+            except OSError as e:  # the appended lines are all there: compaction can wait
+                log.warning("could not compact the ledger (%s); it is complete as it is", e.strerror or e)
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = None
@@ -185,6 +217,7 @@ class Ledger:
         line = (record + "\n").encode()
         try:
             written = os.write(self._fd, line)
+            self._appended += 1
             if written != len(line):  # only a full disk does this; do not leave half a line
                 raise OSError(28, "short write (is the disk full?)")
             now = time.monotonic()

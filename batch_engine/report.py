@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
@@ -29,9 +30,10 @@ def counts(items: Iterable[Item]) -> dict[str, int]:
 
 def status_json(out_dir: Path, items: Iterable[Item]) -> dict[str, Any]:
     items = list(items)
+    folder = os.path.abspath(out_dir)
     rows = [{"id": item.id, "state": str(item.state), "task_id": item.task_id,
              "fail_code": item.fail_code, "fail_msg": item.fail_msg,
-             "video": str((out_dir / item.video).resolve()) if item.video and item.state is State.SUCCEEDED else None,
+             "video": os.path.join(folder, item.video) if item.video and item.state is State.SUCCEEDED else None,
              "bytes": item.bytes, "sha256": item.sha256, "attempts": item.attempts,
              "provider_state": item.provider_state, "updated_at": item.updated_at}
             for item in items]
