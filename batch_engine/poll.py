@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 IN_PROGRESS = frozenset({"waiting", "queuing", "generating", "created"})
 UNKNOWN_GRACE = 300.0  # seconds a new task may be unknown to recordInfo before it is given up
+POLL_BURST = 8.0       # seconds of polls that may go out at once (see Poller.__init__)
 
 
 class _Tracked:
@@ -56,7 +57,10 @@ class Poller:
         self._order = itertools.count()
         self._wakeup = asyncio.Event()                   # set when an earlier due time arrives
         self._due: asyncio.Queue[Item] = asyncio.Queue(maxsize=workers * 2)
-        self._limiter = AsyncLimiter(run.config.poll.polls_per_second, 1.0)
+        # a bucket of POLL_BURST seconds: the first news may send every task in flight to be
+        # looked at at once; the average stays at polls_per_second
+        rate = run.config.poll.polls_per_second
+        self._limiter = AsyncLimiter(rate * POLL_BURST, POLL_BURST)
         self._tracked: dict[str, _Tracked] = {}          # item id -> task in flight
         self._by_task: dict[str, Item] = {}              # task id -> item, for callbacks
         self._unknown_states: set[str] = set()

@@ -1,7 +1,7 @@
 """When to look at a task next: a pure policy, learnt from the tasks that finished.
 
 Tasks created together take similar times, so the first to finish tells when to look at the
-others. Until one has succeeded, tasks are *checked* at ages growing by a tenth (from 5 s, at
+others. Until one has succeeded, tasks are *checked* at ages growing by a tenth (from 3 s, at
 least 2 s apart), and at each check only about eight of the tasks in flight are polled, in
 rotation: together they sample the batch finely enough to see the first finish soon after it
 happens, while each task spends about one poll on it. With that news, every task in flight is
@@ -20,7 +20,7 @@ from collections import deque
 
 from batch_engine.config import PollSettings
 
-FIRST_CHECK = 5.0       # seconds (scaled): the first check of a task before any news
+FIRST_CHECK = 3.0       # seconds (scaled): the first check of a task before any news
 CHECK_GROWTH = 0.1      # before news: checks at ages growing by this share ...
 CHECK_GAP = 2.0         # ... and at least this many seconds (scaled) apart
 PER_CHECK = 8           # before news: about this many tasks in flight are polled at a check

@@ -81,7 +81,7 @@ def summary(run: "Run", console: Console) -> None:
         console.print(f"  [yellow]{n} item(s) could not be created ({code}); they stay pending for the next run[/]")
     failed = [item for item in items if item.state is State.FAILED]
     for item in failed[:20]:
-        console.print(f"  [red]failed[/] " + escape(f"{item.id}: [{item.fail_code}] {item.fail_msg}"))
+        console.print("  [red]failed[/] " + escape(f"{item.id}: [{item.fail_code}] {item.fail_msg}"))
     if len(failed) > 20:
         console.print(f"  ... and {len(failed) - 20} more failed (batch-engine status {run.config.out_dir})")
     if failed:

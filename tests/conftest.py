@@ -109,6 +109,24 @@ def wait_for(predicate: Callable[[], bool], *, timeout: float = 30, interval: fl
     raise AssertionError(f"condition not met within {timeout} s")
 
 
+def in_state(out: Path, state: str) -> int:
+    """How many items the ledger shows in `state` right now."""
+    latest: dict[str, str] = {}
+    for record in ledger_records(out):
+        if "state" in record:
+            latest[record["id"]] = record["state"]
+    return sum(1 for value in latest.values() if value == state)
+
+
+def interrupt(proc: subprocess.Popen, when: Callable[[], bool], sig: int) -> str:
+    """Send `sig` to a running CLI once `when()` holds; return what it printed to stderr."""
+    try:
+        wait_for(when)
+    finally:
+        _, err = stop(proc, sig)
+    return err
+
+
 def status(out: Path, env: dict[str, str]) -> dict[str, Any]:
     done = run_cli("status", str(out), "--json", env=env)
     assert done.returncode == 0, done.stderr

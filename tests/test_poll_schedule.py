@@ -94,7 +94,7 @@ def test_callbacks_leave_polling_as_a_slow_fallback():
 def test_news_sets_the_first_poll_and_the_gaps():
     """After a success of 20 s, new tasks are first polled at 17 s, then every quarter of their age."""
     schedule = PollSchedule(PollSettings())
-    assert schedule.next_check(0.0) == pytest.approx(5.0)
+    assert schedule.next_check(0.0) == pytest.approx(3.0)
     assert schedule.next_check(40.0) == pytest.approx(4.0)
     schedule.observe(20.0)
     assert schedule.next_check(0.0) == pytest.approx(17.0)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from batch_engine.config import Rate
-from tests.conftest import (API_KEY, FAST, cli_env, ledger_records, run_cli, start_cli, status,
-                            stop, wait_for, write_manifest)
+from tests.conftest import (API_KEY, FAST, cli_env, in_state, interrupt, run_cli, start_cli,
+                            status, write_manifest)
 
 
 def assert_videos_match(out: Path, served, report: dict) -> None:
@@ -101,10 +101,7 @@ def test_kill_after_creates_then_resume_creates_nothing_twice(serve, tmp_path):
     out, manifest = tmp_path / "out", write_manifest(tmp_path / "m.yaml", 30)
     args = ("run", str(manifest), "--out", str(out), "--rate", "200/1s", *FAST)
     proc = start_cli(*args, env=cli_env(served))
-    try:
-        wait_for(lambda: sum(1 for r in ledger_records(out) if r.get("state") == "running") >= 30)
-    finally:
-        stop(proc, signal.SIGKILL)
+    interrupt(proc, lambda: in_state(out, "running") == 30, signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL
     done = run_cli(*args, env=cli_env(served))
     assert done.returncode == 0, done.stderr
@@ -118,33 +115,13 @@ def test_kill_during_creates_pays_at_most_once_more(serve, tmp_path):
     out, manifest = tmp_path / "out", write_manifest(tmp_path / "m.yaml", 40)
     args = ("run", str(manifest), "--out", str(out), "--rate", "20/1s", *FAST)
     proc = start_cli(*args, env=cli_env(served))
-    try:
-        wait_for(lambda: served.read(lambda s: len(s.stats.creates)) >= 12)
-    finally:
-        stop(proc, signal.SIGKILL)
+    interrupt(proc, lambda: served.read(lambda s: len(s.stats.creates)) >= 12, signal.SIGKILL)
     assert served.read(lambda s: len(s.stats.creates)) < 40, "killed before the creates were done"
     done = run_cli(*args, env=cli_env(served))
     assert done.returncode == 0, done.stderr
     counts = served.read(lambda s: s.creates_per_item())
     assert len(counts) == 40 and sum(counts.values()) - 40 <= 1, counts
     assert_videos_match(out, served, status(out, cli_env(served)))
-
-
-def test_sigint_exits_130_and_resumes(serve, tmp_path):
-    """Ctrl-C stops the run with exit 130 and a message; the next run completes every item."""
-    served = serve(gen_time=(1.0, 2.0))
-    out, manifest = tmp_path / "out", write_manifest(tmp_path / "m.yaml", 20)
-    args = ("run", str(manifest), "--out", str(out), "--rate", "200/1s", *FAST)
-    proc = start_cli(*args, env=cli_env(served))
-    try:
-        wait_for(lambda: sum(1 for r in ledger_records(out) if r.get("state") == "running") >= 5)
-    finally:
-        _, err = stop(proc, signal.SIGINT)
-    assert proc.returncode == 130, err
-    assert "run the same command again to resume" in err and "Traceback" not in err
-    done = run_cli(*args, env=cli_env(served))
-    assert done.returncode == 0, done.stderr
-    assert sorted(served.read(lambda s: s.creates_per_item()).values()) == [1] * 20
 
 
 def test_failed_tasks_exit_1_and_retry_reruns_only_them(serve, tmp_path):
@@ -281,3 +258,18 @@ def test_error_page_is_never_kept_as_a_video(serve, tmp_path):
     report = status(out, cli_env(served))
     assert all(row["fail_code"] == "download_failed" and "not a video" in row["fail_msg"]
                for row in report["items"])
+
+
+def test_restart_counts_the_creates_of_the_killed_run(serve, tmp_path):
+    """Killed mid-window and restarted at once, the engine counts the creates its predecessor made
+    in the window (from the ledger): no fresh burst, no 429, at the true cap."""
+    served = serve(rate=Rate(10, 2.0), gen_time=(0.5, 1.0))
+    out, manifest = tmp_path / "out", write_manifest(tmp_path / "m.yaml", 25)
+    args = ("run", str(manifest), "--out", str(out), "--rate", "10/2s", *FAST)
+    proc = start_cli(*args, env=cli_env(served))
+    interrupt(proc, lambda: served.read(lambda s: len(s.stats.creates)) >= 6, signal.SIGKILL)
+    done = run_cli(*args, env=cli_env(served))
+    assert done.returncode == 0, done.stderr
+    assert served.read(lambda s: s.stats.rate_limited) == 0
+    counts = served.read(lambda s: s.creates_per_item())
+    assert len(counts) == 25 and sum(counts.values()) - 25 <= 1
