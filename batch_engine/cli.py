@@ -20,10 +20,9 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
 
-from batch_engine import __version__
+from batch_engine import __version__, logs
 from batch_engine.config import DEFAULT_BASE_URL, Config, PollSettings, Rate
 from batch_engine.engine import Run, reconcile, reopen_failed, run_items
 from batch_engine.ledger import Ledger, LedgerError, LedgerLocked, read_items, LEDGER_NAME
@@ -32,7 +31,6 @@ from batch_engine.report import live_progress, progress_lines, status_json, stat
 from batch_engine.states import State
 
 OK, SOME_FAILED, BAD_INPUT, REFUSED, INTERRUPTED = 0, 1, 2, 3, 130
-LOG_NAME = "batch-engine.log"
 log = logging.getLogger("batch_engine")
 
 
@@ -44,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` prints where a stuck run is
     args = _parser().parse_args(argv)
     console = Console(stderr=True, soft_wrap=True)
-    _log_to_console(console, verbose=getattr(args, "verbose", False))
+    logs.to_console(console, verbose=getattr(args, "verbose", False))
     try:
         return args.handler(args, console)
     except UsageError as e:
@@ -90,7 +88,7 @@ def _execute(args: argparse.Namespace, console: Console, select: Callable[..., A
     except LedgerError as e:  # nothing was sent: the folder cannot be used
         console.print(f"[red]error:[/] {escape(str(e))}")
         return BAD_INPUT
-    _log_to_file(config)
+    logs.to_file(config.out_dir, [k for k in (config.api_key, config.webhook_hmac_key) if k])
     try:
         run = asyncio.run(_run_async(config, ledger, select, console, args))
     except LedgerError as e:
@@ -166,9 +164,9 @@ def _config(args: argparse.Namespace, console: Console) -> Config:
     elif args.listen:
         raise UsageError("--listen needs --callback-url (the address kie.ai should call)")
     hmac_key = os.environ.get("KIE_WEBHOOK_HMAC_KEY", "").strip() or None
-    _redact_key_in_logs(key)
+    logs.redact(key)
     if hmac_key:
-        _redact_key_in_logs(hmac_key)
+        logs.redact(hmac_key)
     return Config(api_key=key, out_dir=Path(args.out), base_url=base or DEFAULT_BASE_URL,
                   rate=rate, poll=poll, request_timeout=args.request_timeout,
                   show_progress=console.is_terminal and not args.quiet,
@@ -234,46 +232,6 @@ def _fault(text: str) -> tuple[str, float | int]:
 
 
 # -- plumbing ---------------------------------------------------------------------------------
-class _Redact(logging.Filter):
-    def __init__(self, secret: str) -> None:
-        super().__init__()
-        self.secret = secret
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if self.secret and self.secret in message:
-            record.msg, record.args = message.replace(self.secret, "***"), None
-        return True
-
-
-def _redact_key_in_logs(key: str) -> None:
-    for handler in log.handlers:
-        handler.addFilter(_Redact(key))
-
-
-def _log_to_console(console: Console, *, verbose: bool) -> None:
-    handler: logging.Handler
-    if console.is_terminal:
-        handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
-    else:  # cron, pipes: one plain line per record
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    handler.setLevel(logging.INFO if verbose else logging.WARNING)
-    log.addHandler(handler)
-    log.setLevel(logging.DEBUG)
-    log.propagate = False
-
-
-def _log_to_file(config: Config) -> None:
-    handler = logging.FileHandler(config.out_dir / LOG_NAME, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(_Redact(config.api_key))
-    if config.webhook_hmac_key:
-        handler.addFilter(_Redact(config.webhook_hmac_key))
-    handler.setLevel(logging.DEBUG)
-    log.addHandler(handler)
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batch-engine", description=(
         "Turn a YAML manifest of image/prompt pairs into MP4 videos with kie.ai's Hailuo 02 "
