@@ -51,6 +51,22 @@ def test_faulty_run_finishes_every_item_that_can_be_finished(serve, tmp_path):
     assert duplicates <= unanswered
     if unanswered:
         assert "may have been paid twice" in done.stderr
+    assert "undocumented state 'rendering'" in done.stderr
+
+
+def test_create_timing_out_is_sent_again_and_counted(serve, tmp_path):
+    """Answers slower than --request-timeout: a create that timed out is sent again (the one
+    documented policy), counted, and said in the summary; every item ends with one video."""
+    served = serve(faults=Faults(seed=4, slow=0.3, slow_seconds=1.5))
+    out = tmp_path / "out"
+    done = run_cli("run", str(write_manifest(tmp_path / "m.yaml", 8)), "--out", str(out),
+                   "--rate", "200/1s", *FAST, "--request-timeout", "0.5", env=cli_env(served))
+    assert done.returncode == 0, done.stderr
+    assert_videos_match(out, served, status(out, cli_env(served)))
+    per_item = served.read(lambda s: s.creates_per_item())
+    unanswered = sum(r.get("unanswered_creates", 0) for r in _final(out).values())
+    assert unanswered > 0 and sum(per_item.values()) - 8 <= unanswered
+    assert f"{unanswered} create(s) got no answer and were sent again" in done.stderr
 
 
 def _final(out: Path) -> dict[str, dict]:
