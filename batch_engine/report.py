@@ -86,6 +86,7 @@ def summary(run: "Run", console: Console) -> None:
         console.print(f"  ... and {len(failed) - 20} more failed (batch-engine status {run.config.out_dir})")
     if failed:
         console.print(f"  re-run the failed items: batch-engine retry {run.config.out_dir}")
+    console.print(f"  videos and ledger in {run.config.out_dir}", highlight=False)
 
 
 def _counts_line(items: list[Item]) -> str:
