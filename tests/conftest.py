@@ -84,6 +84,15 @@ def run_cli(*args: str, env: dict[str, str], timeout: float = 120, **popen: Any)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
+def run_manifest(served: Served, tmp_path: Path, n: int, *extra: str, rate: str = "200/1s",
+                 env: dict[str, str] | None = None, timeout: float = 120) -> tuple[subprocess.CompletedProcess, Path]:
+    """`batch-engine run` on a fresh n-item manifest into tmp_path/out, against `served`."""
+    out = tmp_path / "out"
+    done = run_cli("run", str(write_manifest(tmp_path / "m.yaml", n)), "--out", str(out), "--rate", rate,
+                   *FAST, *extra, env=env or cli_env(served), timeout=timeout)
+    return done, out
+
+
 def start_cli(*args: str, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "batch_engine", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

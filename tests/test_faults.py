@@ -13,7 +13,7 @@ import pytest
 
 from batch_engine.config import Rate
 from batch_engine.sandbox import Faults
-from tests.conftest import (FAST, cli_env, in_state, interrupt, ledger_records, run_cli, start_cli,
+from tests.conftest import (run_manifest, FAST, cli_env, in_state, interrupt, ledger_records, run_cli, start_cli,
                             status, stop, wait_for, write_manifest)
 from tests.test_run import assert_videos_match
 
@@ -26,9 +26,7 @@ def test_faulty_run_finishes_every_item_that_can_be_finished(serve, tmp_path):
                     maintenance=0.02, unknown_for=0.3, extra_state=0.3, truncate=0.15, error_page=0.05)
     served = serve(rate=Rate(30, 1.0), limit_style="body", fail_rate=0.1, seed=5, faults=faults,
                    expire_links=True)
-    out = tmp_path / "out"
-    done = run_cli("run", str(write_manifest(tmp_path / "m.yaml", 100)), "--out", str(out),
-                   "--rate", "60/1s", *FAST, env=cli_env(served), timeout=240)
+    done, out = run_manifest(served, tmp_path, 100, rate="60/1s", timeout=240)
     assert done.returncode == 1, done.stderr  # some tasks fail at the provider (fail_rate)
     report = status(out, cli_env(served))
     failed = [row for row in report["items"] if row["state"] == "failed"]
@@ -58,9 +56,7 @@ def test_create_timing_out_is_sent_again_and_counted(serve, tmp_path):
     """Answers slower than --request-timeout: a create that timed out is sent again (the one
     documented policy), counted, and said in the summary; every item ends with one video."""
     served = serve(faults=Faults(seed=4, slow=0.3, slow_seconds=1.5))
-    out = tmp_path / "out"
-    done = run_cli("run", str(write_manifest(tmp_path / "m.yaml", 8)), "--out", str(out),
-                   "--rate", "200/1s", *FAST, "--request-timeout", "0.5", env=cli_env(served))
+    done, out = run_manifest(served, tmp_path, 8, "--request-timeout", "0.5")
     assert done.returncode == 0, done.stderr
     assert_videos_match(out, served, status(out, cli_env(served)))
     per_item = served.read(lambda s: s.creates_per_item())
@@ -134,9 +130,7 @@ def test_second_run_on_the_same_folder_is_refused(serve, tmp_path):
 def test_account_refusal_mid_run(serve, tmp_path, code, advice):
     """Refused after 4 creates: a handful of calls at most, paid tasks still finished, exit 3."""
     served = serve(faults=Faults(refuse_code=code, refuse_after=4))
-    out = tmp_path / "out"
-    done = run_cli("run", str(write_manifest(tmp_path / "m.yaml", 20)), "--out", str(out),
-                   "--rate", "200/1s", *FAST, env=cli_env(served))
+    done, out = run_manifest(served, tmp_path, 20)
     assert done.returncode == 3, done.stderr
     assert advice in done.stderr and "Traceback" not in done.stderr
     assert served.read(lambda s: s.stats.create_calls) <= 4 + 4

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from batch_engine.config import Rate
-from tests.conftest import (API_KEY, FAST, cli_env, in_state, interrupt, run_cli, start_cli,
+from tests.conftest import (run_manifest, API_KEY, FAST, cli_env, in_state, interrupt, run_cli, start_cli,
                             status, write_manifest)
 
 
@@ -26,9 +26,7 @@ def assert_videos_match(out: Path, served, report: dict) -> None:
 def test_fifty_items_byte_identical(serve, tmp_path):
     """50 items: every video is byte-identical to what the provider served, one create each."""
     served = serve()
-    out = tmp_path / "out"
-    done = run_cli("run", str(write_manifest(tmp_path / "m.yaml", 50)), "--out", str(out),
-                   "--rate", "200/1s", *FAST, env=cli_env(served))
+    done, out = run_manifest(served, tmp_path, 50)
     assert done.returncode == 0, done.stderr
     report = status(out, cli_env(served))
     assert report["counts"]["succeeded"] == 50 and len(report["items"]) == 50
@@ -53,9 +51,7 @@ def test_rerun_creates_nothing(serve, tmp_path):
 def test_told_cap_is_never_exceeded(serve, tmp_path):
     """Told the provider's true cap, the engine provokes no 429 at all."""
     served = serve(rate=Rate(10, 1.0))
-    out = tmp_path / "out"
-    done = run_cli("run", str(write_manifest(tmp_path / "m.yaml", 30)), "--out", str(out),
-                   "--rate", "10/1s", *FAST, env=cli_env(served))
+    done, out = run_manifest(served, tmp_path, 30, rate="10/1s")
     assert done.returncode == 0, done.stderr
     assert served.read(lambda s: s.stats.rate_limited) == 0
     times = served.read(lambda s: [c["time"] for c in s.stats.creates])
@@ -66,9 +62,7 @@ def test_told_cap_is_never_exceeded(serve, tmp_path):
 def test_429_never_fails_an_item(serve, tmp_path, style):
     """A provider stricter than told answers 429 (as HTTP status or body code): items wait, none fails."""
     served = serve(rate=Rate(5, 1.0), limit_style=style)
-    out = tmp_path / "out"
-    done = run_cli("run", str(write_manifest(tmp_path / "m.yaml", 20)), "--out", str(out),
-                   "--rate", "40/1s", *FAST, env=cli_env(served))
+    done, out = run_manifest(served, tmp_path, 20, rate="40/1s")
     assert done.returncode == 0, done.stderr
     assert served.read(lambda s: s.stats.rate_limited) > 0
     assert sorted(served.read(lambda s: s.creates_per_item()).values()) == [1] * 20
@@ -127,9 +121,7 @@ def test_kill_during_creates_pays_at_most_once_more(serve, tmp_path):
 def test_failed_tasks_exit_1_and_retry_reruns_only_them(serve, tmp_path):
     """Tasks failing at the provider are recorded (failCode, failMsg), exit 1; `retry` re-creates only them."""
     served = serve(fail_rate=0.4, seed=7)
-    out = tmp_path / "out"
-    done = run_cli("run", str(write_manifest(tmp_path / "m.yaml", 15)), "--out", str(out),
-                   "--rate", "200/1s", *FAST, env=cli_env(served))
+    done, out = run_manifest(served, tmp_path, 15)
     assert done.returncode == 1, done.stderr
     report = status(out, cli_env(served))
     failed = {row["id"] for row in report["items"] if row["state"] == "failed"}
@@ -153,9 +145,7 @@ def test_failed_tasks_exit_1_and_retry_reruns_only_them(serve, tmp_path):
 def test_failed_download_is_retried_without_a_new_task(serve, tmp_path):
     """A task that succeeded but whose file could not be fetched is downloaded again by `retry`, not paid again."""
     served = serve(file_status=503)
-    out = tmp_path / "out"
-    done = run_cli("run", str(write_manifest(tmp_path / "m.yaml", 3)), "--out", str(out),
-                   "--rate", "200/1s", *FAST, env=cli_env(served))
+    done, out = run_manifest(served, tmp_path, 3)
     assert done.returncode == 1, done.stderr
     report = status(out, cli_env(served))
     assert {row["fail_code"] for row in report["items"]} == {"download_failed"}
@@ -170,9 +160,7 @@ def test_failed_download_is_retried_without_a_new_task(serve, tmp_path):
 def test_expired_links_are_refreshed(serve, tmp_path):
     """Result URLs answering 403 are refreshed through download-url; no new task is created."""
     served = serve(expire_links=True)
-    out = tmp_path / "out"
-    done = run_cli("run", str(write_manifest(tmp_path / "m.yaml", 4)), "--out", str(out),
-                   "--rate", "200/1s", *FAST, env=cli_env(served))
+    done, out = run_manifest(served, tmp_path, 4)
     assert done.returncode == 0, done.stderr
     assert served.read(lambda s: len(s.stats.creates)) == 4
     assert_videos_match(out, served, status(out, cli_env(served)))
@@ -181,9 +169,7 @@ def test_expired_links_are_refreshed(serve, tmp_path):
 def test_no_credits_stops_creating_and_exits_3(serve, tmp_path):
     """402 stops creates at once (not one call per item), finishes the paid tasks, exits 3 with advice."""
     served = serve(credits=5)
-    out = tmp_path / "out"
-    done = run_cli("run", str(write_manifest(tmp_path / "m.yaml", 30)), "--out", str(out),
-                   "--rate", "200/1s", *FAST, env=cli_env(served))
+    done, out = run_manifest(served, tmp_path, 30)
     assert done.returncode == 3, done.stderr
     assert "no credits" in done.stderr and "Traceback" not in done.stderr
     assert served.read(lambda s: s.stats.create_calls) <= 5 + 4
@@ -250,9 +236,7 @@ def test_demo_runs_on_the_builtin_sandbox_without_a_key(tmp_path):
 def test_error_page_is_never_kept_as_a_video(serve, tmp_path):
     """A file host answering 200 with an HTML page: no <id>.mp4 appears, the item fails as a download."""
     served = serve(error_page=True)
-    out = tmp_path / "out"
-    done = run_cli("run", str(write_manifest(tmp_path / "m.yaml", 2)), "--out", str(out),
-                   "--rate", "200/1s", *FAST, env=cli_env(served))
+    done, out = run_manifest(served, tmp_path, 2)
     assert done.returncode == 1, done.stderr
     assert not list(out.glob("*.mp4"))
     report = status(out, cli_env(served))
