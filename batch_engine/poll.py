@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 from aiolimiter import AsyncLimiter
 
 from batch_engine.client import TaskInfo
-from batch_engine.poll_schedule import PollSchedule
 from batch_engine.errors import AccountRefused, KieError, TaskUnknown
 from batch_engine.ledger import Item, now_iso
+from batch_engine.poll_schedule import PollSchedule
 from batch_engine.ratelimit import backoff_delay
 from batch_engine.states import State
 
@@ -128,6 +128,7 @@ class Poller:
             log.warning("item %s: task %s unfinished after %.0f s; it stays in the ledger and the "
                         "next run picks it up", item.id, item.task_id, age)
             run.stats.timed_out += 1
+            self._forget(item)  # a late callback for it is left to the next run as well
             run.finished(item)
             return
         await self._limiter.acquire()
