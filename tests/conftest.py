@@ -69,10 +69,20 @@ def cli_env(served: Served | None, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, env: dict[str, str], timeout: float = 120, **popen: Any) -> subprocess.CompletedProcess:
-    """Run the CLI to completion; if it overruns, fail with the stacks it was stuck in."""
-    proc = subprocess.Popen([sys.executable, "-m", "batch_engine", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+def run_cli(*args: str, env: dict[str, str], timeout: float = 120,
+            max_file_bytes: int | None = None) -> subprocess.CompletedProcess:
+    """Run the CLI to completion; if it overruns, fail with the stacks it was stuck in.
+
+    `max_file_bytes` caps the size of any file it writes (RLIMIT_FSIZE), like a full disk. It is
+    set by the child itself before the engine starts: a preexec_fn could deadlock after a fork
+    from this multi-threaded process (the sandboxes run in threads)."""
+    command = [sys.executable, "-m", "batch_engine", *args]
+    if max_file_bytes is not None:
+        command = [sys.executable, "-c", "import resource, runpy, sys; "
+                   f"resource.setrlimit(resource.RLIMIT_FSIZE, ({max_file_bytes}, {max_file_bytes})); "
+                   "sys.argv = ['batch-engine', *sys.argv[1:]]; "
+                   "runpy.run_module('batch_engine', run_name='__main__')", *args]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import resource
 import signal
 import subprocess
 import time
@@ -174,20 +173,13 @@ def test_edited_item_is_made_again_and_the_old_video_set_aside(serve, tmp_path):
     assert_videos_match(out, served, status(out, cli_env(served)))
 
 
-def _small_files(limit: int):
-    def apply() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large write fails with EFBIG instead
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return apply
-
-
 def test_disk_full_stops_with_a_clear_error_and_a_consistent_ledger(serve, tmp_path):
     """Writes that fail (here: a file size limit, like a full disk) stop the run with a plain
     message; the ledger still loads, and a run with room finishes without paying again."""
     served = serve(video_bytes=256 * 1024)
     out, manifest = tmp_path / "out", write_manifest(tmp_path / "m.yaml", 3)
     args = ("run", str(manifest), "--out", str(out), "--rate", "200/1s", *FAST)
-    proc = run_cli(*args, env=cli_env(served), timeout=60, preexec_fn=_small_files(100_000))
+    proc = run_cli(*args, env=cli_env(served), timeout=60, max_file_bytes=100_000)
     assert proc.returncode == 1, proc.stderr
     assert "cannot write" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(out.glob("*.mp4"))
