@@ -54,7 +54,9 @@ class TaskInfo:
                 result = json.loads(result)
             except ValueError:
                 result = None
-        if isinstance(result, dict) and isinstance(result.get("resultUrls"), list):
+        if not isinstance(result, dict):  # some answers carry the URLs beside resultJson
+            result = data
+        if isinstance(result.get("resultUrls"), list):
             urls = tuple(u for u in result["resultUrls"] if isinstance(u, str) and u)
         fail_code = data.get("failCode")
         return cls(task_id=str(data.get("taskId") or ""), state=str(data.get("state") or "").lower(),

@@ -59,3 +59,8 @@ def test_task_info_parses_result_json_string():
     assert info.result_urls == ("https://cdn.test/v.mp4",) and info.cost_time_ms == 1234
     failed = TaskInfo.from_data({"taskId": "t2", "state": "fail", "failCode": 501, "failMsg": "x"})
     assert failed.fail_code == "501" and failed.result_urls == ()
+    as_object = TaskInfo.from_data({"taskId": "t3", "state": "SUCCESS",
+                                    "resultJson": {"resultUrls": ["https://cdn.test/3.mp4"]}})
+    assert as_object.state == "success" and as_object.result_urls == ("https://cdn.test/3.mp4",)
+    beside = TaskInfo.from_data({"taskId": "t4", "state": "success", "resultUrls": ["https://cdn.test/4.mp4"]})
+    assert beside.result_urls == ("https://cdn.test/4.mp4",)
