@@ -161,6 +161,8 @@ class KieClient:
 
     async def fresh_download_url(self, url: str) -> str:
         data = await self._call("POST", "/api/v1/common/download-url", json={"url": url})
+        if isinstance(data, dict):  # documented as the bare URL; tolerate it wrapped
+            data = data.get("url") or data.get("downloadUrl")
         if not isinstance(data, str) or not data:
             raise Transient("download-url answered without a URL", code="bad_answer")
         return data
