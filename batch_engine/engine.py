@@ -97,7 +97,9 @@ class Run:
         for item in items:
             self.items.append(item)
             if item.attempts and item.submitted_at and item.submitted_at >= window_start:
-                recent.append(now - datetime.fromisoformat(item.submitted_at).timestamp())
+                # a create left unanswered reached the provider, if at all, before this run began
+                recent.append(0.0 if item.state is State.SUBMITTING else
+                              now - datetime.fromisoformat(item.submitted_at).timestamp())
             if item.state is State.SUCCEEDED:
                 if _video_intact(folder, item):
                     continue

@@ -21,9 +21,9 @@ def test_faulty_run_finishes_every_item_that_can_be_finished(serve, tmp_path):
     """100 items through every provider and file-host fault at once: every task that did not fail
     at the provider ends as an intact video; failures are recorded; duplicates only where a create
     went unanswered (and the summary says so)."""
-    faults = Faults(seed=11, server_error=0.04, body_error=0.04, drop=0.03, drop_after_create=0.06,
-                    maintenance=0.02, unknown_for=0.3, extra_state=0.3, truncate=0.15, error_page=0.05)
-    served = serve(rate=Rate(30, 1.0), limit_style="body", fail_rate=0.1, seed=5, faults=faults,
+    faults = Faults(seed=11, server_error=0.04, body_error=0.04, drop=0.03, drop_after_create=0.08,
+                    maintenance=0.02, unknown_for=0.3, extra_state=0.3, truncate=0.15, error_page=0.08)
+    served = serve(rate=Rate(10, 1.0), limit_style="body", fail_rate=0.1, seed=5, faults=faults,
                    expire_links=True)
     done, out = run_manifest(served, tmp_path, 100, rate="60/1s", timeout=240)
     assert done.returncode == 1, done.stderr  # some tasks fail at the provider (fail_rate)
