@@ -51,7 +51,6 @@ class CallbackReceiver:
         self.run = run
         self.host, self.port, self.path = host, port, path or "/"
         self.key = hmac_key.encode() if hmac_key else None  # None: unsigned, confirm by polling
-        self.received = 0
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -67,7 +66,6 @@ class CallbackReceiver:
             await self._runner.cleanup()
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.received += 1
         try:
             body = json.loads(await request.read())
             data = body.get("data") if isinstance(body.get("data"), dict) else body

@@ -60,10 +60,6 @@ class RatePolicy:
                 f"pause_until={self.pause_until:.2f} streak={self._streak} "
                 f"probe_every={self._probe_windows}w>")
 
-    @property
-    def rate(self) -> Rate:
-        return Rate(self.creates, self.told.window)
-
     def on_accepted(self, now: float) -> None:
         self._streak = 0
         if (self.creates < self.told.creates

@@ -77,6 +77,9 @@ def summary(run: "Run", console: Console) -> None:
     if s.timed_out:
         console.print(f"  [yellow]{s.timed_out} task(s) still unfinished after "
                       f"{run.config.poll.task_timeout / 60:g} min: run the same command later to pick them up[/]")
+    if s.not_submitted:
+        console.print(f"  {s.not_submitted} item(s) not submitted (the account was refused); "
+                      "they stay pending for the next run")
     for code, n in s.gave_up.items():
         console.print(f"  [yellow]{n} item(s) could not be created ({code}); they stay pending for the next run[/]")
     failed = [item for item in items if item.state is State.FAILED]

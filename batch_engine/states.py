@@ -15,8 +15,6 @@ class State(StrEnum):
 
 
 TERMINAL = frozenset({State.SUCCEEDED, State.FAILED})
-# A task exists (or may exist) at the provider: never create another one for these on resume.
-PAID = frozenset({State.RUNNING, State.DOWNLOADING})
 
 _ALLOWED: dict[State, frozenset[State]] = {
     State.PENDING: frozenset({State.PENDING, State.SUBMITTING}),

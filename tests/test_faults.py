@@ -135,6 +135,7 @@ def test_account_refusal_mid_run(serve, tmp_path, code, advice):
     assert served.read(lambda s: s.stats.create_calls) <= 4 + 4
     counts = status(out, cli_env(served))["counts"]
     assert counts["pending"] == 16
+    assert "16 item(s) not submitted (the account was refused)" in done.stderr
     if code == 401:  # a revoked key cannot even poll: the paid tasks wait, resumable
         assert counts["running"] == 4
     else:  # only creating is refused: the tasks already paid for are finished
