@@ -37,7 +37,7 @@ POLL_BURST = 8.0       # seconds of polls that may go out at once (see Poller.__
 class _Tracked:
     """What the poller keeps of one task in flight."""
 
-    __slots__ = ("item", "born", "order", "generation", "checks", "errors")
+    __slots__ = ("item", "born", "order", "generation", "checks", "errors", "seen_running")
 
     def __init__(self, item: Item, born: float, order: int) -> None:
         self.item = item
@@ -46,6 +46,7 @@ class _Tracked:
         self.generation = 0       # bumped on every re-plan; older heap entries are stale
         self.checks = 0           # checks so far
         self.errors = 0           # failed polls in a row
+        self.seen_running = 0.0   # monotonic time of the last answer that said "in progress"
 
 
 class Poller:
@@ -72,6 +73,7 @@ class Poller:
             tracked = _Tracked(item, _monotonic_from_iso(item.submitted_at), next(self._order))
             self._tracked[item.id] = tracked
             self._by_task[item.task_id or ""] = item
+            self.schedule.started(tracked.born)
         now = time.monotonic()
         if delay is None:
             delay = self.schedule.next_check(now - tracked.born)
@@ -106,8 +108,7 @@ class Poller:
             if tracked.generation != generation or self._tracked.get(tracked.item.id) is not tracked:
                 continue  # re-planned or finished since
             tracked.checks += 1
-            age = time.monotonic() - tracked.born
-            if not self.schedule.should_poll(age, len(self._tracked), tracked.order, tracked.checks):
+            if not self.schedule.should_poll(time.monotonic(), tracked.born, tracked.order, tracked.checks):
                 self.track(tracked.item)
                 continue
             await self._due.put(tracked.item)
@@ -188,13 +189,19 @@ class Poller:
                             info.state)
             if info.state != item.provider_state:
                 run.ledger.advance(item, State.RUNNING, provider_state=info.state)
+            tracked = self._tracked.get(item.id)
+            if tracked is not None:
+                tracked.seen_running = time.monotonic()
             self.track(item)
 
     def _learn(self, item: Item, info: TaskInfo) -> None:
         tracked = self._tracked.get(item.id)
         duration = info.duration()
         if duration is None and tracked is not None:
-            duration = time.monotonic() - tracked.born
+            # the provider did not say: take when it was last seen running (the earliest it may
+            # have finished), so the schedule errs towards looking too soon
+            seen = tracked.seen_running or time.monotonic()
+            duration = max(seen - tracked.born, 0.0)
         if duration is not None and self.schedule.observe(duration):
             now = time.monotonic()  # the first news: every task in flight gets a new plan
             for other in list(self._tracked.values()):
@@ -202,7 +209,9 @@ class Poller:
                     self.track(other.item, self.schedule.replan(now - other.born))
 
     def _forget(self, item: Item) -> None:
-        self._tracked.pop(item.id, None)
+        tracked = self._tracked.pop(item.id, None)
+        if tracked is not None:
+            self.schedule.ended(tracked.born)
         self._by_task.pop(item.task_id or "", None)
 
 

@@ -1,21 +1,24 @@
 """When to look at a task next: a pure policy, learnt from the tasks that finished.
 
 Tasks created together take similar times, so the first to finish tells when to look at the
-others. Until one has succeeded, tasks are *checked* at ages growing by a tenth (from 3 s, at
-least 2 s apart), and at each check only about eight of the tasks in flight are polled, in
-rotation: together they sample the batch finely enough to see the first finish soon after it
-happens, while each task spends about one poll on it. With that news, every task in flight is
-looked at once (some may have finished meanwhile), then first polled a little before the
-shortest duration seen, and afterwards at gaps of a quarter of its age. Simulated on batches
-spread over 2x (tests/test_poll_schedule.py): about 3.5 polls per task (a little over 4 for
-batches of several minutes), each finished task noticed within 30% of its generation time in
-nearly every batch, 13% on average. A task older than five minutes with no news at all is polled
-regardless. With callbacks on, polling is only a slow fallback. No clock, no event loop: every
-method takes ages in seconds.
+others. Until one has succeeded, a task is *checked* at ages growing by a tenth (from 3 s, at
+least 2 s apart), and a check polls only if the task is among the oldest in flight (its *cohort*:
+at least 90% as old as the eighth oldest) and its turn has come: in rotation, about eight of the
+cohort are polled per round of checks. Together they sample the batch finely enough to see the
+first finish soon after it happens, while each task spends about one poll on it; the young tasks
+of a batch still being created wait until they are old enough to matter. With that news, every
+task old enough is looked at at once (some may have finished meanwhile). From then on a task is
+first polled at the earliest finish expected (the shortest duration seen, lowered by what the
+sample may have missed; the more have finished, the later, up to 1.2x that once 32 have), and
+afterwards at gaps of a quarter of its age, so it is noticed within 25% of its generation time. Simulated in
+tests/test_poll_schedule.py on batches spread over 2x, created all at once or at the provider's
+pace. A task older than five minutes with no news at all is polled regardless. With callbacks
+on, polling is only a slow fallback. No clock, no event loop: every method is told the time.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 
 from batch_engine.config import PollSettings
@@ -23,25 +26,43 @@ from batch_engine.config import PollSettings
 FIRST_CHECK = 3.0       # seconds (scaled): the first check of a task before any news
 CHECK_GROWTH = 0.1      # before news: checks at ages growing by this share ...
 CHECK_GAP = 2.0         # ... and at least this many seconds (scaled) apart
-PER_CHECK = 8           # before news: about this many tasks in flight are polled at a check
-FIRST_FACTOR = 0.85     # with news: first poll at this share of the shortest duration seen
+PER_CHECK = 8           # before news: about this many of the cohort are polled per round of checks
+COHORT = 0.9            # before news: the cohort is the tasks at least this share as old as ...
+LEAD = 8                # ... the LEAD-th oldest task in flight (a few stragglers do not count)
+FIRST_FACTOR = 1.0      # with news: first poll at this share of the shortest duration seen ...
+SURE = 32               # ... rising, as more durations are seen, up to this many, ...
+SURE_FACTOR = 1.2       # ... at this share of it
 GROWTH = 0.25           # with news: gaps of this share of the task's age
-MIN_GAP = 3.0           # seconds (scaled): with news, never poll one task more often than this
+MIN_GAP = 2.5           # seconds (scaled): with news, never poll one task more often than this (a
+                        # little under the 3 s the notice target allows, for the time a poll takes)
 NEWS_FALLBACK = 300.0   # seconds (scaled): without news, a task this old is polled regardless
 CALLBACK_FACTOR = 3.0   # with callbacks: the fallback poll waits this many expected durations
 CALLBACK_FALLBACK = 600.0  # seconds (scaled): the same before any duration is known
+EPSILON = 1e-3          # seconds: a check due at an age is taken as at that age (float rounding)
 
 
 class PollSchedule:
-    __slots__ = ("settings", "callbacks", "_durations")
+    __slots__ = ("settings", "callbacks", "_durations", "_births")
 
     def __init__(self, settings: PollSettings, *, callbacks: bool = False) -> None:
         self.settings = settings
         self.callbacks = callbacks                         # tasks report their end themselves
         self._durations: deque[float] = deque(maxlen=64)   # seconds, recently succeeded tasks
+        self._births: list[float] = []                     # sorted creation times of tasks in flight
 
     def __repr__(self) -> str:
-        return f"<PollSchedule expected={self.expected()} seen={len(self._durations)} callbacks={self.callbacks}>"
+        return (f"<PollSchedule expected={self.expected()} seen={len(self._durations)} "
+                f"in_flight={len(self._births)} callbacks={self.callbacks}>")
+
+    def started(self, born: float) -> None:
+        """A task created at `born` (any clock, the same for every call) is in flight."""
+        bisect.insort(self._births, born)
+
+    def ended(self, born: float) -> None:
+        """The task created at `born` is no longer in flight."""
+        i = bisect.bisect_left(self._births, born)
+        if i < len(self._births) and self._births[i] == born:
+            del self._births[i]
 
     def observe(self, duration: float) -> bool:
         """A task succeeded after `duration` seconds. True if this is the first news."""
@@ -50,8 +71,23 @@ class PollSchedule:
         return first
 
     def expected(self) -> float | None:
-        """The shortest recent duration: the earliest a task of this batch is likely to finish."""
-        return min(self._durations) if self._durations else None
+        """The earliest a task of this batch is likely to finish: the shortest recent duration,
+        lowered by the gap a sample of this size leaves below its minimum (for a uniform spread,
+        (max - min) / (n - 1))."""
+        durations = self._durations
+        if not durations:
+            return None
+        low, high, n = min(durations), max(durations), len(durations)
+        return low if n < 2 else max(low - (high - low) / (n - 1), 0.5 * low)
+
+    def first_poll(self) -> float | None:
+        """The age at which a task is first polled once durations are known: a gap's worth
+        after the earliest expected finish, once enough have finished to trust that estimate."""
+        expected = self.expected()
+        if expected is None:
+            return None
+        trust = min(1.0, (len(self._durations) - 1) / (SURE - 1))
+        return expected * (FIRST_FACTOR + (SURE_FACTOR - FIRST_FACTOR) * trust)
 
     def next_check(self, age: float) -> float:
         """Seconds until the next check of a task that is `age` seconds old."""
@@ -62,9 +98,9 @@ class PollSchedule:
             fallback = CALLBACK_FACTOR * expected if expected is not None else CALLBACK_FALLBACK * scale
             return max(fallback - age, min_gap, 0.5 * age)
         if expected is not None:
-            first = FIRST_FACTOR * expected
-            return first - age if age < first else max(min_gap, GROWTH * age)
-        if age < FIRST_CHECK * scale:
+            # never sooner than a gap after this check, nor before the first poll is due
+            return max(self.first_poll() - age, min_gap, GROWTH * age)
+        if age < FIRST_CHECK * scale - EPSILON:
             return FIRST_CHECK * scale - age
         if age >= NEWS_FALLBACK * scale:
             return max(min_gap, 0.5 * age)
@@ -78,10 +114,19 @@ class PollSchedule:
             return self.next_check(age)
         return max(0.0, FIRST_FACTOR * expected - age)
 
-    def should_poll(self, age: float, in_flight: int, order: int, check: int) -> bool:
-        """At a task's `check`-th check: poll it now? `order` numbers the tasks as they came, so
-        the rotation polls different tasks at successive checks."""
+    def should_poll(self, now: float, born: float, order: int, check: int) -> bool:
+        """At the `check`-th check of the task created at `born`: poll it now? `order` numbers
+        the tasks as they came, so the rotation polls different tasks at successive checks."""
+        age = now - born
         if self.callbacks or self._durations or age >= NEWS_FALLBACK * self.settings.scale:
             return True
-        every = max(1, round(in_flight / PER_CHECK))
+        births = self._births
+        if not births:
+            return True
+        lead_age = now - births[min(LEAD, len(births)) - 1]
+        cohort_from = now - COHORT * lead_age       # born at or before this: old enough to matter
+        if born > cohort_from + EPSILON:
+            return False
+        peers = bisect.bisect_right(births, cohort_from + EPSILON)
+        every = max(1, round(peers / PER_CHECK))
         return (order + check) % every == 0

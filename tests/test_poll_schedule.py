@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from dataclasses import dataclass
 
 import pytest
 
@@ -11,75 +12,131 @@ from batch_engine.config import PollSettings
 from batch_engine.poll_schedule import PollSchedule
 
 
-def simulate(durations: list[float], *, callbacks: bool = False) -> tuple[float, list[float]]:
-    """Tasks all started at t=0, checked as the poller does. Returns (polls per task, lag/duration)."""
+@dataclass
+class Outcome:
+    polls: float        # polls per task
+    lags: list[float]   # per task: (noticed - finished) / generation time
+    worst: float        # the largest lag as a share of what the target allows: max(30%, 3 s)
+
+    @property
+    def mean_lag(self) -> float:
+        return sum(self.lags) / len(self.lags)
+
+
+def simulate(durations: list[float], *, apart: float = 0.0, callbacks: bool = False) -> Outcome:
+    """Tasks created `apart` seconds after one another (0: all at once), each finishing after its
+    duration, checked as the poller checks them, on a simulated clock."""
+    n = len(durations)
+    born = [i * apart for i in range(n)]
     schedule = PollSchedule(PollSettings(), callbacks=callbacks)
-    heap = [(schedule.next_check(0.0), i, 0) for i in range(len(durations))]
-    heapq.heapify(heap)
-    gen, checks = [0] * len(durations), [0] * len(durations)
-    polls, lags, open_ = [0] * len(durations), [0.0] * len(durations), set(range(len(durations)))
+    heap = [(born[i], i, -1) for i in range(n)]  # (time, task, plan); plan -1: the create
+    gen, checks, polls = [0] * n, [0] * n, [0] * n
+    lags, worst, open_ = [0.0] * n, [0.0] * n, set()
     for _ in range(1_000_000):  # bounded; every step moves a task forward in time
         if not heap:
             break
-        now, i, g = heapq.heappop(heap)
-        if g != gen[i] or i not in open_:
+        now, i, plan = heapq.heappop(heap)
+        if plan == -1:
+            open_.add(i)
+            schedule.started(born[i])
+            heapq.heappush(heap, (now + schedule.next_check(0.0), i, gen[i]))
+            continue
+        if plan != gen[i] or i not in open_:
             continue
         checks[i] += 1
-        if schedule.should_poll(now, len(open_), i, checks[i]):
+        age = now - born[i]
+        if schedule.should_poll(now, born[i], i, checks[i]):
             polls[i] += 1
-            if now >= durations[i]:
+            if age >= durations[i]:
                 open_.discard(i)
-                lags[i] = (now - durations[i]) / durations[i]
+                schedule.ended(born[i])
+                lags[i] = (age - durations[i]) / durations[i]
+                worst[i] = (age - durations[i]) / max(0.3 * durations[i], 3.0)
                 if schedule.observe(durations[i]):  # first news: re-plan every task in flight
                     for j in open_:
                         gen[j] += 1
-                        heapq.heappush(heap, (now + schedule.replan(now), j, gen[j]))
+                        heapq.heappush(heap, (now + schedule.replan(now - born[j]), j, gen[j]))
                 continue
-        heapq.heappush(heap, (now + schedule.next_check(now), i, gen[i]))
-    return sum(polls) / len(polls), lags
+        heapq.heappush(heap, (now + schedule.next_check(age), i, gen[i]))
+    assert not open_, "the simulation ran out of steps"
+    return Outcome(sum(polls) / n, lags, max(worst))
+
+
+def batch(seed: int, n: int, low: float) -> list[float]:
+    rng = random.Random(seed)
+    return [rng.uniform(low, 2 * low) for _ in range(n)]
 
 
 @pytest.mark.parametrize("seed", range(8))
 def test_two_x_spread_few_polls_and_prompt_notice(seed):
     """Generations of 20-40 s, all started together: <= 4 polls per task on average, every
-    finished task noticed within 30% of its generation time, 15% on average."""
-    rng = random.Random(seed)
-    durations = [rng.uniform(20, 40) for _ in range(200)]
-    mean_polls, lags = simulate(durations)
-    assert mean_polls <= 4.0, mean_polls
-    assert max(lags) <= 0.30, max(lags)
-    assert sum(lags) / len(lags) <= 0.15, sum(lags) / len(lags)
+    finished task noticed within 30% of its generation time (or 3 s), 15% on average."""
+    outcome = simulate(batch(seed, 200, 20))
+    assert outcome.polls <= 4.0, outcome.polls
+    assert outcome.worst <= 1.0, outcome.worst
+    assert outcome.mean_lag <= 0.15, outcome.mean_lag
 
 
-@pytest.mark.parametrize("low, high", [(60, 120), (120, 240)])
+@pytest.mark.parametrize("n, low, apart", [(200, 20, 0.5), (1000, 60, 0.5), (500, 20, 0.1)])
+@pytest.mark.parametrize("seed", range(6))
+def test_at_the_providers_pace_the_targets_hold(n, low, apart, seed):
+    """Tasks created one after another (0.5 s apart is kie's 20 per 10 s): the oldest are
+    sampled first, the news sets everyone's first poll, and the targets hold (measured: at most
+    3.3 polls per task; the latest notice at 0.87x what the target allows)."""
+    outcome = simulate(batch(seed, n, low), apart=apart)
+    assert outcome.polls <= 4.0, outcome.polls
+    assert outcome.worst <= 1.0, outcome.worst
+    assert outcome.mean_lag <= 0.15, outcome.mean_lag
+
+
+@pytest.mark.parametrize("low", [60, 120])
 @pytest.mark.parametrize("seed", range(8))
-def test_longer_generations_stay_near_the_targets(low, high, seed):
-    """Minutes-long generations cost more checks before the first news (the log of the age):
-    the same targets hold within a small margin (measured: at most 4.1 polls, worst task 33%)."""
-    rng = random.Random(seed)
-    durations = [rng.uniform(low, high) for _ in range(200)]
-    mean_polls, lags = simulate(durations)
-    assert mean_polls <= 4.2, mean_polls
-    assert max(lags) <= 0.35, max(lags)
-    assert sum(lags) / len(lags) <= 0.15, sum(lags) / len(lags)
+def test_minutes_long_generations_all_at_once_stay_near_the_targets(low, seed):
+    """Minutes-long generations started together cost more checks before the first news (the
+    log of the age, shared by the batch): measured at most 4.2 polls per task for 200 tasks
+    of 2-4 min, worst task 1.1x what the target allows; the mean lag holds."""
+    outcome = simulate(batch(seed, 200, low))
+    assert outcome.polls <= 4.25, outcome.polls
+    assert outcome.worst <= 1.15, outcome.worst
+    assert outcome.mean_lag <= 0.15, outcome.mean_lag
 
 
 def test_a_fixed_cadence_is_what_it_replaces():
     """For scale: a fixed 2.5 s cadence spends 8-16 polls per task on the same batch."""
-    rng = random.Random(5)
-    durations = [rng.uniform(20, 40) for _ in range(200)]
+    durations = batch(5, 200, 20)
     fixed = sum(int(d // 2.5) + 1 for d in durations) / len(durations)
-    assert fixed > 8 and simulate(durations)[0] < fixed / 2
+    assert fixed > 8 and simulate(durations).polls < fixed / 2
 
 
 def test_small_batch_is_polled_at_every_check():
     """With a handful of tasks in flight every check is a poll; in a big batch, a rotating few."""
-    schedule = PollSchedule(PollSettings())
-    assert all(schedule.should_poll(10.0, 8, order, 1) for order in range(8))
-    polled = [order for order in range(200) if schedule.should_poll(10.0, 200, order, 3)]
+    few = PollSchedule(PollSettings())
+    for _ in range(8):
+        few.started(0.0)
+    assert all(few.should_poll(10.0, 0.0, order, 1) for order in range(8))
+    many = PollSchedule(PollSettings())
+    for _ in range(200):
+        many.started(0.0)
+    polled = [order for order in range(200) if many.should_poll(10.0, 0.0, order, 3)]
     assert len(polled) == 8
-    assert polled != [order for order in range(200) if schedule.should_poll(10.0, 200, order, 4)]
-    assert schedule.should_poll(300.0, 200, 1, 1), "old tasks are polled without news"
+    assert polled != [order for order in range(200) if many.should_poll(10.0, 0.0, order, 4)]
+    assert many.should_poll(300.0, 0.0, 1, 1), "old tasks are polled without news"
+
+
+def test_young_tasks_wait_while_the_oldest_are_sampled():
+    """Before any news, a task much younger than the oldest in flight is not polled; the
+    oldest are, in turn, and a task that ends leaves the cohort."""
+    schedule = PollSchedule(PollSettings())
+    births = [i * 0.5 for i in range(100)]  # created at 2 per second
+    for born in births:
+        schedule.started(born)
+    now = 60.0
+    assert not any(schedule.should_poll(now, 40.0, 80, check) for check in range(1, 20))
+    assert any(schedule.should_poll(now, 1.0, 2, check) for check in range(1, 3))
+    for born in births[:70]:  # the 70 oldest ended: the task created at 40 s is now among the oldest
+        schedule.ended(born)
+    assert any(schedule.should_poll(now, 40.0, 80, check) for check in range(1, 20)), \
+        "once the old ones ended, the next oldest are sampled"
 
 
 def test_callbacks_leave_polling_as_a_slow_fallback():
@@ -92,10 +149,26 @@ def test_callbacks_leave_polling_as_a_slow_fallback():
 
 
 def test_news_sets_the_first_poll_and_the_gaps():
-    """After a success of 20 s, new tasks are first polled at 17 s, then every quarter of their age."""
+    """After one success of 20 s, new tasks are first polled at 20 s, then every quarter of
+    their age; once 32 have finished (20-51 s), the earliest finish is estimated below the
+    shortest seen (19 s) and the first poll moves to 1.2x that."""
     schedule = PollSchedule(PollSettings())
     assert schedule.next_check(0.0) == pytest.approx(3.0)
     assert schedule.next_check(40.0) == pytest.approx(4.0)
-    schedule.observe(20.0)
-    assert schedule.next_check(0.0) == pytest.approx(17.0)
+    assert schedule.observe(20.0) is True
+    assert schedule.next_check(0.0) == pytest.approx(20.0)
     assert schedule.next_check(30.0) == pytest.approx(7.5)
+    assert schedule.replan(25.0) == 0.0, "at the first news, tasks old enough are looked at now"
+    for duration in range(21, 52):
+        assert schedule.observe(float(duration)) is False
+    assert schedule.expected() == pytest.approx(19.0)
+    assert schedule.next_check(0.0) == pytest.approx(1.2 * 19.0)
+    assert schedule.next_check(20.0) == pytest.approx(5.0), "never sooner than a gap after a poll"
+
+
+def test_a_check_due_at_an_age_is_not_repeated_by_rounding():
+    """A check that lands a hair before its due age (float rounding) does not spin."""
+    schedule = PollSchedule(PollSettings())
+    assert schedule.next_check(3.0 - 1e-12) >= 2.0
+    schedule.observe(20.0)
+    assert schedule.next_check(20.0 - 1e-12) >= 3.0
