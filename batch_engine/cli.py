@@ -204,7 +204,8 @@ def cmd_sandbox(args: argparse.Namespace, console: Console) -> int:
         sandbox = Sandbox(SandboxSettings(api_key=args.key, rate=rate, gen_time=gen_time,
                                           fail_rate=args.fail_rate, seed=args.seed, faults=faults,
                                           window_kind=args.window, expire_links=args.expire_links,
-                                          limit_style=args.limit_style, retry_after=args.retry_after))
+                                          limit_style=args.limit_style, retry_after=args.retry_after,
+                                          times=args.times))
         await sandbox.start(args.host, args.port, args.files_port)
         console.print(f"sandbox API at {sandbox.base_url}, files at {sandbox.files_url}\n"
                       f"  export KIE_BASE_URL={sandbox.base_url} KIE_API_KEY={args.key}", highlight=False)
@@ -289,6 +290,8 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--fault", action="append", default=[], metavar="NAME=RATE",
                          help="inject a fault, e.g. --fault drop=0.05 --fault truncate=0.1 "
                               "--fault unknown_for=2 --fault refuse_code=402 (repeatable)")
+    sandbox.add_argument("--times", choices=("ms", "seconds", "none"), default="ms",
+                         help="how recordInfo reports createTime/completeTime/costTime")
     sandbox.add_argument("--seed", type=int, default=0, help="seeds task outcomes and faults")
     sandbox.set_defaults(handler=cmd_sandbox)
     return parser

@@ -21,7 +21,7 @@ from aiolimiter import AsyncLimiter
 from batch_engine.client import TaskInfo
 from batch_engine.errors import AccountRefused, KieError, TaskUnknown
 from batch_engine.ledger import Item, now_iso
-from batch_engine.poll_schedule import PollSchedule
+from batch_engine.poll_schedule import PollSchedule, duration_of
 from batch_engine.ratelimit import backoff_delay
 from batch_engine.states import State
 
@@ -196,13 +196,11 @@ class Poller:
 
     def _learn(self, item: Item, info: TaskInfo) -> None:
         tracked = self._tracked.get(item.id)
-        duration = info.duration()
-        if duration is None and tracked is not None:
-            # the provider did not say: take when it was last seen running (the earliest it may
-            # have finished), so the schedule errs towards looking too soon
-            seen = tracked.seen_running or time.monotonic()
-            duration = max(seen - tracked.born, 0.0)
-        if duration is not None and self.schedule.observe(duration):
+        if tracked is None:
+            return
+        seen = tracked.seen_running - tracked.born if tracked.seen_running else None
+        duration = duration_of(info.duration(), seen, time.monotonic() - tracked.born)
+        if self.schedule.observe(duration):
             now = time.monotonic()  # the first news: every task in flight gets a new plan
             for other in list(self._tracked.values()):
                 if other is not tracked:

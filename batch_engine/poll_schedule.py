@@ -39,6 +39,19 @@ NEWS_FALLBACK = 300.0   # seconds (scaled): without news, a task this old is pol
 CALLBACK_FACTOR = 3.0   # with callbacks: the fallback poll waits this many expected durations
 CALLBACK_FALLBACK = 600.0  # seconds (scaled): the same before any duration is known
 EPSILON = 1e-3          # seconds: a check due at an age is taken as at that age (float rounding)
+SKEW = 2.0              # seconds: how far the provider's clock and ours may disagree on a duration
+
+
+def duration_of(said: float | None, seen: float | None, noticed: float) -> float:
+    """How long a finished task took, in seconds: the provider's figure (`said`) if it fits what
+    the poller saw (the task running at age `seen`, finished by age `noticed`; never seen
+    running, not implausibly sooner than noticed); otherwise the last age it was seen running,
+    the earliest it may have finished (so the schedule errs towards looking too soon);
+    otherwise the age it was noticed at."""
+    earliest = 0.9 * seen if seen is not None else 0.25 * noticed
+    if said is not None and earliest - SKEW <= said <= noticed + SKEW:
+        return said
+    return seen if seen is not None else noticed
 
 
 class PollSchedule:

@@ -221,6 +221,10 @@ class Sandbox:
             else:
                 url = f"{self.files_url}/files/{task.task_id}.mp4"
                 data.update(state="success", resultJson=_json({"resultUrls": [url]}))
+            if self.settings.times == "seconds":  # a stand-in that says it otherwise
+                data.update(costTime=round(task.duration), completeTime=None, createTime=None)
+        if self.settings.times == "none":
+            data.update(costTime=None, completeTime=None, createTime=None)
         return data
 
     async def _callback(self, task: _Task, url: str) -> None:

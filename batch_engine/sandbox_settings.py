@@ -51,6 +51,8 @@ class SandboxSettings:
     duplicate_callbacks: float = 0.0    # share of callbacks sent twice
     callback_delay: float = 0.0         # seconds between a task's end and its callback
     latency: tuple[float, float] = (0.0, 0.0)  # network jitter: each API answer waits this long (uniform)
+    times: str = "ms"                   # recordInfo's createTime/completeTime/costTime: "ms" as
+    #                                     documented, "seconds" (costTime only, in seconds) or "none"
     faults: Faults = field(default_factory=Faults)
     seed: int = 0
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from batch_engine.config import PollSettings
-from batch_engine.poll_schedule import PollSchedule
+from batch_engine.poll_schedule import PollSchedule, duration_of
 
 
 @dataclass
@@ -172,3 +172,15 @@ def test_a_check_due_at_an_age_is_not_repeated_by_rounding():
     assert schedule.next_check(3.0 - 1e-12) >= 2.0
     schedule.observe(20.0)
     assert schedule.next_check(20.0 - 1e-12) >= 3.0
+
+
+def test_a_duration_the_provider_says_is_checked_against_what_was_seen():
+    """The provider's duration is used when it fits the polls; one in the wrong unit, or none,
+    gives way to the last age the task was seen running, or else the age it was noticed at."""
+    assert duration_of(24.0, 22.0, 27.5) == 24.0
+    assert duration_of(0.024, 22.0, 27.5) == 22.0, "costTime in seconds read as milliseconds"
+    assert duration_of(24000.0, 22.0, 27.5) == 22.0, "seconds where milliseconds were due"
+    assert duration_of(None, 22.0, 27.5) == 22.0
+    assert duration_of(None, None, 27.5) == 27.5
+    assert duration_of(0.024, None, 27.5) == 27.5
+    assert duration_of(20.0, None, 27.5) == 20.0

@@ -12,13 +12,15 @@ from tests.conftest import run_manifest
 SCALE = 0.2  # every interval of the engine's schedule shrinks with this; 4-8 s here is 20-40 s
 
 
-@pytest.mark.parametrize("rate", ["1000/1s", "10/1s"], ids=["all at once", "at the provider's pace"])
-def test_polls_per_task_and_notice_on_a_two_x_spread(serve, tmp_path, rate):
+@pytest.mark.parametrize("rate, times", [("1000/1s", "ms"), ("10/1s", "ms"), ("1000/1s", "none"),
+                                         ("1000/1s", "seconds")],
+                         ids=["all at once", "at the provider's pace", "no times said", "costTime in seconds"])
+def test_polls_per_task_and_notice_on_a_two_x_spread(serve, tmp_path, rate, times):
     """100 generations spread over 2x, created all at once or one after another (10/s here is
     kie's 20 per 10 s on this clock): <= 4 polls per task, every task noticed within 30% of its
     generation time (or 3 s, scaled) give or take the time the polls themselves take, 15% on
-    average."""
-    served = serve(gen_time=(20 * SCALE, 40 * SCALE), rate=Rate(1000, 1.0))
+    average. It holds when the provider says nothing of a task's times, or says them wrongly."""
+    served = serve(gen_time=(20 * SCALE, 40 * SCALE), rate=Rate(1000, 1.0), times=times)
     done, _ = run_manifest(served, tmp_path, 100, "--time-scale", str(SCALE), rate=rate)
     assert done.returncode == 0, done.stderr
     polls, noticed, durations = served.read(lambda s: (
