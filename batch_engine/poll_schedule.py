@@ -10,9 +10,9 @@ of a batch still being created wait until they are old enough to matter. With th
 task old enough is looked at at once (some may have finished meanwhile). From then on a task is
 first polled at the earliest finish expected (the shortest duration seen, lowered by what the
 sample may have missed; the more have finished, the later, up to 1.2x that once 32 have), and
-afterwards at gaps of a quarter of its age, so it is noticed within 25% of its generation time. Simulated in
-tests/test_poll_schedule.py on batches spread over 2x, created all at once or at the provider's
-pace. A task older than five minutes with no news at all is polled regardless. With callbacks
+afterwards at gaps of a quarter of its age, so it is noticed within 25% of its generation time.
+Simulated in tests/test_poll_schedule.py on batches spread over 2x, created all at once or at the
+provider's pace. A task older than five minutes with no news at all is polled regardless. With callbacks
 on, polling is only a slow fallback. No clock, no event loop: every method is told the time.
 """
 
@@ -55,13 +55,15 @@ def duration_of(said: float | None, seen: float | None, noticed: float) -> float
 
 
 class PollSchedule:
-    __slots__ = ("settings", "callbacks", "_durations", "_births")
+    __slots__ = ("settings", "callbacks", "_durations", "_births", "_earliest", "_first")
 
     def __init__(self, settings: PollSettings, *, callbacks: bool = False) -> None:
         self.settings = settings
         self.callbacks = callbacks                         # tasks report their end themselves
         self._durations: deque[float] = deque(maxlen=64)   # seconds, recently succeeded tasks
         self._births: list[float] = []                     # sorted creation times of tasks in flight
+        self._earliest: float | None = None                # expected(): set by observe() only
+        self._first: float | None = None                   # age of a task's first poll, the same
 
     def __repr__(self) -> str:
         return (f"<PollSchedule expected={self.expected()} seen={len(self._durations)} "
@@ -78,41 +80,36 @@ class PollSchedule:
             del self._births[i]
 
     def observe(self, duration: float) -> bool:
-        """A task succeeded after `duration` seconds. True if this is the first news."""
+        """A task succeeded after `duration` seconds. True if this is the first news.
+
+        Works out the estimates every check reads (durations change only here): the earliest
+        finish expected, the shortest recent duration lowered by the gap a sample of this size
+        leaves below its minimum (for a uniform spread, (max - min) / (n - 1)); and the age of a
+        task's first poll, from 1x that estimate up to 1.2x as more durations come in."""
         first = not self._durations
-        self._durations.append(max(duration, 0.0))
+        durations = self._durations
+        durations.append(max(duration, 0.0))
+        low, high, n = min(durations), max(durations), len(durations)
+        self._earliest = low if n < 2 else max(low - (high - low) / (n - 1), 0.5 * low)
+        trust = min(1.0, (n - 1) / (SURE - 1))
+        self._first = self._earliest * (FIRST_FACTOR + (SURE_FACTOR - FIRST_FACTOR) * trust)
         return first
 
     def expected(self) -> float | None:
-        """The earliest a task of this batch is likely to finish: the shortest recent duration,
-        lowered by the gap a sample of this size leaves below its minimum (for a uniform spread,
-        (max - min) / (n - 1))."""
-        durations = self._durations
-        if not durations:
-            return None
-        low, high, n = min(durations), max(durations), len(durations)
-        return low if n < 2 else max(low - (high - low) / (n - 1), 0.5 * low)
-
-    def first_poll(self) -> float | None:
-        """The age at which a task is first polled once durations are known: a gap's worth
-        after the earliest expected finish, once enough have finished to trust that estimate."""
-        expected = self.expected()
-        if expected is None:
-            return None
-        trust = min(1.0, (len(self._durations) - 1) / (SURE - 1))
-        return expected * (FIRST_FACTOR + (SURE_FACTOR - FIRST_FACTOR) * trust)
+        """The earliest a task of this batch is likely to finish (None before any news)."""
+        return self._earliest
 
     def next_check(self, age: float) -> float:
         """Seconds until the next check of a task that is `age` seconds old."""
         scale = self.settings.scale
         min_gap = MIN_GAP * scale
-        expected = self.expected()
+        expected = self._earliest
         if self.callbacks:
             fallback = CALLBACK_FACTOR * expected if expected is not None else CALLBACK_FALLBACK * scale
             return max(fallback - age, min_gap, 0.5 * age)
-        if expected is not None:
+        if self._first is not None:
             # never sooner than a gap after this check, nor before the first poll is due
-            return max(self.first_poll() - age, min_gap, GROWTH * age)
+            return max(self._first - age, min_gap, GROWTH * age)
         if age < FIRST_CHECK * scale - EPSILON:
             return FIRST_CHECK * scale - age
         if age >= NEWS_FALLBACK * scale:
@@ -122,10 +119,9 @@ class PollSchedule:
     def replan(self, age: float) -> float:
         """At the first news: seconds until a task in flight should be looked at (0: now, as it
         may already have finished)."""
-        expected = self.expected()
-        if expected is None or self.callbacks:
+        if self._earliest is None or self.callbacks:
             return self.next_check(age)
-        return max(0.0, FIRST_FACTOR * expected - age)
+        return max(0.0, FIRST_FACTOR * self._earliest - age)
 
     def should_poll(self, now: float, born: float, order: int, check: int) -> bool:
         """At the `check`-th check of the task created at `born`: poll it now? `order` numbers
