@@ -24,6 +24,7 @@ from batch_engine.ledger import Item, now_iso
 from batch_engine.poll_schedule import PollSchedule, duration_of
 from batch_engine.ratelimit import backoff_delay
 from batch_engine.states import State
+from batch_engine.waits import wait_event
 
 if TYPE_CHECKING:
     from batch_engine.engine import Run
@@ -99,10 +100,7 @@ class Poller:
             wait = self._heap[0][0] - time.monotonic()
             if wait > 0:
                 self._wakeup.clear()
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), wait)
-                except TimeoutError:
-                    pass
+                await wait_event(self._wakeup, wait)
                 continue
             due, _, generation, tracked = heapq.heappop(self._heap)
             if tracked.generation != generation or self._tracked.get(tracked.item.id) is not tracked:

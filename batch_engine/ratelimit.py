@@ -24,6 +24,7 @@ from typing import Callable
 from aiolimiter import AsyncLimiter
 
 from batch_engine.config import Rate
+from batch_engine.waits import wait_event
 
 
 def backoff_delay(attempt: int, *, base: float = 1.0, cap: float = 60.0,
@@ -191,10 +192,7 @@ class CreateGate:
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
-        try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        except TimeoutError:
-            pass
+        await wait_event(self._wake, seconds)
 
     def _make_pacer(self) -> AsyncLimiter:
         return AsyncLimiter(1, self.policy.told.window / self.policy.creates)
