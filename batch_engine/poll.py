@@ -202,7 +202,8 @@ class Poller:
             now = time.monotonic()  # the first news: every task in flight gets a new plan
             for other in list(self._tracked.values()):
                 if other is not tracked:
-                    self.track(other.item, self.schedule.replan(now - other.born))
+                    seen = other.seen_running - other.born if other.seen_running else None
+                    self.track(other.item, self.schedule.replan(now - other.born, seen))
 
     def _forget(self, item: Item) -> None:
         tracked = self._tracked.pop(item.id, None)

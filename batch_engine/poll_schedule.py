@@ -7,10 +7,11 @@ at least 90% as old as the eighth oldest) and its turn has come: in rotation, ab
 cohort are polled per round of checks. Together they sample the batch finely enough to see the
 first finish soon after it happens, while each task spends about one poll on it; the young tasks
 of a batch still being created wait until they are old enough to matter. With that news, every
-task old enough is looked at at once (some may have finished meanwhile). From then on a task is
-first polled at the earliest finish expected (the shortest duration seen, lowered by what the
-sample may have missed; the more have finished, the later, up to 1.2x that once 32 have), and
-afterwards at gaps of a quarter of its age, so it is noticed within 25% of its generation time.
+task old enough is looked at at once (some may have finished meanwhile), but for one that a sample
+saw running so recently that it would be noticed in time anyway. From then on a task is first
+polled at the earliest finish expected (the shortest duration seen, lowered by what the sample may
+have missed; the more have finished, the later, up to 1.2x that once 32 have), and afterwards at
+gaps of 26% of its age, so it is noticed within 26% of its generation time.
 Simulated in tests/test_poll_schedule.py on batches spread over 2x, created all at once or at the
 provider's pace. A task older than five minutes with no news at all is polled regardless. With callbacks
 on, polling is only a slow fallback. No clock, no event loop: every method is told the time.
@@ -32,7 +33,8 @@ LEAD = 8                # ... the LEAD-th oldest task in flight (a few straggler
 FIRST_FACTOR = 1.0      # with news: first poll at this share of the shortest duration seen ...
 SURE = 32               # ... rising, as more durations are seen, up to this many, ...
 SURE_FACTOR = 1.2       # ... at this share of it
-GROWTH = 0.25           # with news: gaps of this share of the task's age
+GROWTH = 0.26           # with news: gaps of this share of the task's age (0.3 would meet the
+                        # notice target exactly, leaving nothing for the time a poll takes)
 MIN_GAP = 2.5           # seconds (scaled): with news, never poll one task more often than this (a
                         # little under the 3 s the notice target allows, for the time a poll takes)
 NEWS_FALLBACK = 300.0   # seconds (scaled): without news, a task this old is polled regardless
@@ -116,12 +118,14 @@ class PollSchedule:
             return max(min_gap, 0.5 * age)
         return max(CHECK_GAP * scale, CHECK_GROWTH * age)
 
-    def replan(self, age: float) -> float:
+    def replan(self, age: float, seen: float | None = None) -> float:
         """At the first news: seconds until a task in flight should be looked at (0: now, as it
-        may already have finished)."""
+        may already have finished). A task seen running at age `seen` need not be looked at
+        before a gap after that: had it finished since, it would still be noticed in time."""
         if self._earliest is None or self.callbacks:
             return self.next_check(age)
-        return max(0.0, FIRST_FACTOR * self._earliest - age)
+        due = max(FIRST_FACTOR * self._earliest, (1.0 + GROWTH) * (seen or 0.0))
+        return max(0.0, due - age)
 
     def should_poll(self, now: float, born: float, order: int, check: int) -> bool:
         """At the `check`-th check of the task created at `born`: poll it now? `order` numbers

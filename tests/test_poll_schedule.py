@@ -30,7 +30,7 @@ def simulate(durations: list[float], *, apart: float = 0.0, callbacks: bool = Fa
     born = [i * apart for i in range(n)]
     schedule = PollSchedule(PollSettings(), callbacks=callbacks)
     heap = [(born[i], i, -1) for i in range(n)]  # (time, task, plan); plan -1: the create
-    gen, checks, polls = [0] * n, [0] * n, [0] * n
+    gen, checks, polls, seen = [0] * n, [0] * n, [0] * n, [None] * n
     lags, worst, open_ = [0.0] * n, [0.0] * n, set()
     for _ in range(1_000_000):  # bounded; every step moves a task forward in time
         if not heap:
@@ -55,8 +55,9 @@ def simulate(durations: list[float], *, apart: float = 0.0, callbacks: bool = Fa
                 if schedule.observe(durations[i]):  # first news: re-plan every task in flight
                     for j in open_:
                         gen[j] += 1
-                        heapq.heappush(heap, (now + schedule.replan(now - born[j]), j, gen[j]))
+                        heapq.heappush(heap, (now + schedule.replan(now - born[j], seen[j]), j, gen[j]))
                 continue
+            seen[i] = age
         heapq.heappush(heap, (now + schedule.next_check(age), i, gen[i]))
     assert not open_, "the simulation ran out of steps"
     return Outcome(sum(polls) / n, lags, max(worst))
@@ -93,11 +94,12 @@ def test_at_the_providers_pace_the_targets_hold(n, low, apart, seed):
 @pytest.mark.parametrize("seed", range(8))
 def test_minutes_long_generations_all_at_once_stay_near_the_targets(low, seed):
     """Minutes-long generations started together cost more checks before the first news (the
-    log of the age, shared by the batch): measured at most 4.2 polls per task for 200 tasks
-    of 2-4 min, worst task 1.1x what the target allows; the mean lag holds."""
+    log of the age, shared by the batch): measured at most 4.06 polls per task for 200 tasks
+    of 2-4 min (3.75 on average over 32 seeds), the latest task of 1-2 min at 1.09x what the
+    target allows in one seed of eight; the mean lag holds."""
     outcome = simulate(batch(seed, 200, low))
-    assert outcome.polls <= 4.25, outcome.polls
-    assert outcome.worst <= 1.15, outcome.worst
+    assert outcome.polls <= 4.1, outcome.polls
+    assert outcome.worst <= 1.1, outcome.worst
     assert outcome.mean_lag <= 0.15, outcome.mean_lag
 
 
@@ -149,7 +151,7 @@ def test_callbacks_leave_polling_as_a_slow_fallback():
 
 
 def test_news_sets_the_first_poll_and_the_gaps():
-    """After one success of 20 s, new tasks are first polled at 20 s, then every quarter of
+    """After one success of 20 s, new tasks are first polled at 20 s, then at gaps of 26% of
     their age; once 32 have finished (20-51 s), the earliest finish is estimated below the
     shortest seen (19 s) and the first poll moves to 1.2x that."""
     schedule = PollSchedule(PollSettings())
@@ -157,13 +159,25 @@ def test_news_sets_the_first_poll_and_the_gaps():
     assert schedule.next_check(40.0) == pytest.approx(4.0)
     assert schedule.observe(20.0) is True
     assert schedule.next_check(0.0) == pytest.approx(20.0)
-    assert schedule.next_check(30.0) == pytest.approx(7.5)
+    assert schedule.next_check(30.0) == pytest.approx(7.8)
     assert schedule.replan(25.0) == 0.0, "at the first news, tasks old enough are looked at now"
     for duration in range(21, 52):
         assert schedule.observe(float(duration)) is False
     assert schedule.expected() == pytest.approx(19.0)
     assert schedule.next_check(0.0) == pytest.approx(1.2 * 19.0)
-    assert schedule.next_check(20.0) == pytest.approx(5.0), "never sooner than a gap after a poll"
+    assert schedule.next_check(20.0) == pytest.approx(5.2), "never sooner than a gap after a poll"
+
+
+def test_at_the_first_news_a_task_seen_running_lately_is_not_polled_again_at_once():
+    """News of a 20 s task: one never polled, or last seen running long ago, is looked at now;
+    one seen running at 25 s is looked at a gap after that (31.5 s), still in time had it
+    finished right after it was seen."""
+    schedule = PollSchedule(PollSettings())
+    schedule.observe(20.0)
+    assert schedule.replan(30.0) == 0.0
+    assert schedule.replan(30.0, seen=12.0) == 0.0
+    assert schedule.replan(30.0, seen=25.0) == pytest.approx(1.5)
+    assert schedule.replan(10.0, seen=8.0) == pytest.approx(10.0), "young tasks wait for the earliest finish"
 
 
 def test_a_check_due_at_an_age_is_not_repeated_by_rounding():
