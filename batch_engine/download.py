@@ -38,6 +38,11 @@ def video_name(item_id: str) -> str:
     return f"{item_id}.mp4"
 
 
+def part_path(out_dir: Path, item: Item) -> Path:
+    """Where the download of `item`'s current task is kept until it is verified."""
+    return out_dir / PARTIAL_DIR / f"{item.id}.{item.task_id}.part"
+
+
 def looks_like_mp4(head: bytes) -> bool:
     """ISO base media files open with a box whose type is `ftyp`."""
     return len(head) >= 8 and head[4:8] == b"ftyp"
@@ -120,7 +125,7 @@ class Downloader:
             return 0
 
     def _part_path(self, item: Item) -> Path:
-        return self.partial_dir / f"{item.id}.{item.task_id}.part"
+        return part_path(self.run.config.out_dir, item)
 
     async def _fetch(self, item: Item, url: str) -> tuple[int, str]:
         if not self.partial_dir.is_dir():

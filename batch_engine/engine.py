@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from batch_engine.callbacks import CallbackReceiver
 from batch_engine.client import KieClient
 from batch_engine.config import Config
-from batch_engine.download import Downloader, video_name
+from batch_engine.download import Downloader, part_path, video_name
 from batch_engine.errors import AccountRefused
 from batch_engine.ledger import Item, Ledger, LedgerError
 from batch_engine.manifest import ItemSpec, fingerprint
@@ -218,6 +218,10 @@ def _video_intact(folder: str, item: Item) -> bool:
 
 
 def _set_aside(out_dir: Path, item: Item) -> None:
+    """Make way for an item made again: its old video to .replaced/, a download of its old task
+    left half-done (it will never be finished) removed."""
+    if item.task_id:
+        part_path(out_dir, item).unlink(missing_ok=True)
     video = out_dir / video_name(item.id)
     if video.exists():
         target = out_dir / REPLACED_DIR / f"{item.id}.{(item.sha256 or 'old')[:12]}.mp4"
