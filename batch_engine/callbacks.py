@@ -2,8 +2,9 @@
 
 A signed callback (X-Webhook-Timestamp, X-Webhook-Signature = base64 HMAC-SHA256 over
 "taskId.timestamp", keyed with KIE_WEBHOOK_HMAC_KEY) that verifies ends the task at once. An
-unsigned one is only a hint: its URLs are never trusted, the task is looked up with recordInfo
-right away. A bad signature or a stale timestamp is refused (401). Duplicates are harmless: a
+unsigned one, or any callback when no key is set, is only a hint: its URLs are never trusted,
+the task is looked up with recordInfo right away. A bad signature or a stale timestamp is
+refused (401). Duplicates are harmless: a
 task that already ended ignores them. Every callback is answered quickly. This is the receiving
 edge of the engine, the one place besides `client` that speaks HTTP.
 """
@@ -73,9 +74,10 @@ class CallbackReceiver:
         except (ValueError, KeyError, TypeError, AttributeError):
             return web.json_response({"code": 400, "msg": "not a task callback"}, status=400)
         item = self.run.poller.item_for_task(task_id)
-        if self.key is not None:
-            if not signature_ok(self.key, task_id, request.headers.get("X-Webhook-Timestamp"),
-                                request.headers.get("X-Webhook-Signature")):
+        timestamp = request.headers.get("X-Webhook-Timestamp")
+        signature = request.headers.get("X-Webhook-Signature")
+        if self.key is not None and (timestamp or signature):
+            if not signature_ok(self.key, task_id, timestamp, signature):
                 log.warning("refused a callback for task %s: bad or stale signature", task_id)
                 return web.json_response({"code": 401, "msg": "bad signature"}, status=401)
             if item is not None:

@@ -30,13 +30,15 @@ def test_signature_checks():
     assert not signature_ok(key, "task-1", None, good, now=1010)
 
 
-@pytest.mark.parametrize("signed", [True, False])
-def test_callbacks_finish_tasks_with_little_polling(serve, tmp_path, signed):
-    """Every task ends through its callback; signed ones need no poll, unsigned ones one each."""
+@pytest.mark.parametrize("signed, key_set", [(True, True), (False, False), (False, True)],
+                         ids=["signed", "unsigned", "unsigned, key set"])
+def test_callbacks_finish_tasks_with_little_polling(serve, tmp_path, signed, key_set):
+    """Every task ends through its callback; signed ones need no poll, unsigned ones (even when a
+    key is set) one each, to confirm them."""
     served = serve(gen_time=(0.5, 1.0), webhook_key=HMAC_KEY if signed else None, duplicate_callbacks=0.3)
     port = free_port()
     out = tmp_path / "out"
-    env = cli_env(served, **({"KIE_WEBHOOK_HMAC_KEY": HMAC_KEY} if signed else {}))
+    env = cli_env(served, **({"KIE_WEBHOOK_HMAC_KEY": HMAC_KEY} if key_set else {}))
     done = run_cli("run", str(write_manifest(tmp_path / "m.yaml", 20)), "--out", str(out), "--rate", "200/1s",
                    "--callback-url", f"http://127.0.0.1:{port}/kie/callback", "--listen", f"127.0.0.1:{port}",
                    *FAST, env=env)
