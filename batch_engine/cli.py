@@ -194,6 +194,7 @@ def cmd_sandbox(args: argparse.Namespace, console: Console) -> int:
 
     try:
         rate = Rate.parse(args.rate)
+        poll_cap = Rate.parse(args.poll_cap) if args.poll_cap else None
         low, _, high = args.gen_time.partition("-")
         gen_time = (float(low), float(high or low))
         faults = Faults(seed=args.seed, **dict(_fault(text) for text in args.fault))
@@ -205,6 +206,7 @@ def cmd_sandbox(args: argparse.Namespace, console: Console) -> int:
                                           fail_rate=args.fail_rate, seed=args.seed, faults=faults,
                                           window_kind=args.window, expire_links=args.expire_links,
                                           limit_style=args.limit_style, retry_after=args.retry_after,
+                                          poll_cap=poll_cap,
                                           times=args.times))
         await sandbox.start(args.host, args.port, args.files_port)
         console.print(f"sandbox API at {sandbox.base_url}, files at {sandbox.files_url}\n"
@@ -283,6 +285,7 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--fail-rate", type=float, default=0.0)
     sandbox.add_argument("--limit-style", choices=("status", "body"), default="status")
     sandbox.add_argument("--retry-after", action="store_true", help="send Retry-After with 429s")
+    sandbox.add_argument("--poll-cap", metavar="N/Ws", help="also answer recordInfo with 429 over this rate")
     sandbox.add_argument("--window", choices=("sliding", "fixed"), default="sliding",
                          help="how the create cap is counted")
     sandbox.add_argument("--expire-links", action="store_true",

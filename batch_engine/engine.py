@@ -41,6 +41,7 @@ class RunStats:
     creates_sent: int = 0
     rate_limited: int = 0
     polls: int = 0
+    polls_refused: int = 0        # polls answered 429 (the provider limits polls too)
     unanswered_creates: int = 0   # creates re-sent because an answer never came: maybe paid twice
     timed_out: int = 0            # tasks still unfinished at the time-out: resumable
     not_submitted: int = 0        # left pending because the account was refused

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 from aiolimiter import AsyncLimiter
 
 from batch_engine.client import TaskInfo
-from batch_engine.errors import AccountRefused, KieError, TaskUnknown
+from batch_engine.errors import AccountRefused, KieError, RateLimited, TaskUnknown
 from batch_engine.ledger import Item, now_iso
 from batch_engine.poll_schedule import PollSchedule, duration_of
-from batch_engine.ratelimit import backoff_delay
+from batch_engine.ratelimit import PollPace, backoff_delay
 from batch_engine.states import State
 from batch_engine.waits import wait_event
 
@@ -59,10 +59,9 @@ class Poller:
         self._order = itertools.count()
         self._wakeup = asyncio.Event()                   # set when an earlier due time arrives
         self._due: asyncio.Queue[Item] = asyncio.Queue(maxsize=workers * 2)
-        # a bucket of POLL_BURST seconds: the first news may send every task in flight to be
-        # looked at at once; the average stays at polls_per_second
-        rate = run.config.poll.polls_per_second
-        self._limiter = AsyncLimiter(rate * POLL_BURST, POLL_BURST)
+        self.pace = PollPace(run.config.poll.polls_per_second)
+        self._limiter = self._make_limiter()
+        self._limiter_rate = self.pace.rate              # the rate `_limiter` was made for
         self._tracked: dict[str, _Tracked] = {}          # item id -> task in flight
         self._by_task: dict[str, Item] = {}              # task id -> item, for callbacks
         self._unknown_states: set[str] = set()
@@ -130,12 +129,17 @@ class Poller:
             self._forget(item)  # a late callback for it is left to the next run as well
             run.finished(item)
             return
-        await self._limiter.acquire()
+        await self._wait_turn()
         run.stats.polls += 1
         try:
             info = await run.client.record_info(item.task_id)  # type: ignore[arg-type]
         except AccountRefused as e:
             run.refuse(e, stop_all=True)
+            return
+        except RateLimited as e:  # polls count against a limit after all: every poll slows down
+            self.pace.on_refused(time.monotonic(), e.retry_after)
+            run.stats.polls_refused += 1
+            self.track(item, max(self.pace.pause_until - time.monotonic(), 0.0))
             return
         except TaskUnknown as e:
             if age > UNKNOWN_GRACE * run.config.poll.scale:
@@ -153,8 +157,30 @@ class Poller:
             log.info("item %s: recordInfo failed (%s), try %d", item.id, e.message, tracked.errors)
             self.track(item, backoff_delay(tracked.errors, base=2.0 * run.config.poll.scale, cap=60.0))
             return
+        self.pace.on_answered(time.monotonic())
         tracked.errors = 0
         self.apply(item, info)
+
+    async def _wait_turn(self) -> None:
+        """Wait until a poll may go out: past any pause, then through the limiter."""
+        while True:
+            pause = self.pace.pause_until - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+                continue
+            if self._limiter_rate != self.pace.rate:
+                self._limiter, self._limiter_rate = self._make_limiter(), self.pace.rate
+            await self._limiter.acquire()
+            if self.pace.pause_until <= time.monotonic():
+                return
+
+    def _make_limiter(self) -> AsyncLimiter:
+        rate = self.pace.rate
+        if self.pace.throttled:  # evenly, one at a time: a burst is what was refused
+            return AsyncLimiter(1, 1.0 / rate)
+        # a bucket of POLL_BURST seconds: the first news may send every task in flight to be
+        # looked at at once; the average stays at the allowed rate
+        return AsyncLimiter(rate * POLL_BURST, POLL_BURST)
 
     def apply(self, item: Item, info: TaskInfo) -> None:
         """Act on what the provider says of a task (from recordInfo or a verified callback)."""

@@ -91,6 +91,46 @@ class RatePolicy:
         self.pause_until = max(self.pause_until, now + seconds)
 
 
+class PollPace:
+    """How many recordInfo calls per second, all tasks together; pure, told the time.
+
+    kie.ai does not say whether polls count against a limit. Should the provider answer a poll
+    with 429, the rate halves (once a second, however many 429s arrive), every poll waits
+    (Retry-After when given, else a second), and polls go out evenly, without bursts; once
+    RECOVER seconds pass without a 429 the rate rises by a quarter, back to what was allowed.
+    """
+
+    __slots__ = ("allowed", "rate", "pause_until", "_last_cut", "_clean_since")
+    FLOOR = 0.2       # polls per second: the least it slows to
+    RECOVER = 10.0    # seconds without a 429 before each step back up
+
+    def __init__(self, allowed: float) -> None:
+        self.allowed = allowed            # polls per second the user allowed (the most ever used)
+        self.rate = allowed               # polls per second believed welcome now
+        self.pause_until = 0.0            # no poll goes out before this time
+        self._last_cut = float("-inf")    # when the rate was last halved
+        self._clean_since = 0.0           # start of the current run of polls without a 429
+
+    def __repr__(self) -> str:
+        return f"<PollPace {self.rate:g}/s (allowed {self.allowed:g}/s) pause_until={self.pause_until:.2f}>"
+
+    @property
+    def throttled(self) -> bool:
+        return self.rate < self.allowed
+
+    def on_refused(self, now: float, retry_after: float | None) -> None:
+        if now - self._last_cut >= 1.0:
+            self.rate = max(self.FLOOR, min(self.rate, self.allowed) / 2)
+            self._last_cut = now
+        self._clean_since = now
+        self.pause_until = max(self.pause_until, now + (retry_after if retry_after is not None else 1.0))
+
+    def on_answered(self, now: float) -> None:
+        if self.throttled and now - self._clean_since >= self.RECOVER:
+            self.rate = min(self.allowed, self.rate * 1.25)
+            self._clean_since = now
+
+
 class _Slot:
     __slots__ = ("sent_at", "answered_at", "accepted", "event")
 

@@ -68,6 +68,8 @@ def summary(run: "Run", console: Console) -> None:
     console.print(_counts_line(items))
     facts = [f"{s.creates_sent} creates sent", f"{s.rate_limited} answered 429", f"{s.polls} polls",
              f"{s.bytes_downloaded / 1e6:.1f} MB downloaded"]
+    if s.polls_refused:
+        facts.insert(3, f"{s.polls_refused} polls answered 429 (polling slowed down)")
     console.print("  " + ", ".join(facts))
     if s.unanswered_creates:
         console.print(f"  [yellow]{s.unanswered_creates} create(s) got no answer and were sent again: "

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import ClientSession, web
 
-from batch_engine.config import MODEL
+from batch_engine.config import MODEL, Rate
 from batch_engine.sandbox_settings import Faults, SandboxSettings, SandboxStats
 
 __all__ = ["Faults", "Sandbox", "SandboxSettings", "SandboxStats", "SandboxThread", "item_key"]
@@ -50,6 +50,7 @@ class Sandbox:
         self._rng = random.Random(self.settings.seed)
         self._fault_rng = random.Random(self.settings.faults.seed)
         self._window: deque[float] = deque()  # accepted create times (sliding window)
+        self._poll_window: deque[float] = deque()  # accepted recordInfo times, when polls are capped
         self._runners: list[web.AppRunner] = []
         self._callbacks: set[asyncio.Task[None]] = set()
         self._session: ClientSession | None = None
@@ -152,13 +153,9 @@ class Sandbox:
         if not isinstance(image, str) or not image.startswith(("http://", "https://")):
             return _answer(500, "image_url: This field is required")
         now = time.monotonic()
-        if not self._admit(now):
+        if not self._admit(self._window, self.settings.rate, now):
             self.stats.rate_limited += 1
-            headers = {"Retry-After": str(max(1, round(self.settings.rate.window / 2)))} \
-                if self.settings.retry_after else {}
-            if self.settings.limit_style == "body":
-                return _answer(429, "Too many requests", http=200, headers=headers)
-            return _answer(429, "Too many requests", headers=headers)
+            return self._too_many(self.settings.rate)
         if self.settings.credits is not None:
             if self.settings.credits <= 0:
                 return _answer(402, "Insufficient credits")
@@ -178,23 +175,33 @@ class Sandbox:
             request.transport.close()
         return _answer(200, "success", data={"taskId": task_id})
 
-    def _admit(self, now: float) -> bool:
-        cap, window = self.settings.rate.creates, self.settings.rate.window
+    def _admit(self, admitted: deque[float], rate: Rate, now: float) -> bool:
+        """Count a call against `rate` (times of the calls it admitted in `admitted`)."""
         if self.settings.window_kind == "fixed":
-            start = now - (now % window)
-            while self._window and self._window[0] < start:
-                self._window.popleft()
+            start = now - (now % rate.window)
+            while admitted and admitted[0] < start:
+                admitted.popleft()
         else:
-            while self._window and self._window[0] <= now - window:
-                self._window.popleft()
-        if len(self._window) >= cap:
+            while admitted and admitted[0] <= now - rate.window:
+                admitted.popleft()
+        if len(admitted) >= rate.creates:
             return False
-        self._window.append(now)
+        admitted.append(now)
         return True
+
+    def _too_many(self, rate: Rate) -> web.Response:
+        headers = {"Retry-After": str(max(1, round(rate.window / 2)))} if self.settings.retry_after else {}
+        if self.settings.limit_style == "body":
+            return _answer(429, "Too many requests", http=200, headers=headers)
+        return _answer(429, "Too many requests", headers=headers)
 
     async def _record_info(self, request: web.Request) -> web.Response:
         if (refused := await self._refusal(request)) is not None:
             return refused
+        cap = self.settings.poll_cap
+        if cap is not None and not self._admit(self._poll_window, cap, time.monotonic()):
+            self.stats.polls_refused += 1
+            return self._too_many(cap)
         self.stats.polls += 1
         task = self.tasks.get(request.query.get("taskId", ""))
         if task is None or time.monotonic() - task.created < self.settings.faults.unknown_for:

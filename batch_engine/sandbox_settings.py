@@ -40,6 +40,7 @@ class SandboxSettings:
     window_kind: str = "sliding"        # or "fixed": windows aligned on multiples of W
     limit_style: str = "status"         # "status": HTTP 429; "body": HTTP 200 with code 429
     retry_after: bool = False           # send Retry-After with 429s
+    poll_cap: Rate | None = None        # recordInfo calls allowed per window (None: no limit)
     gen_time: tuple[float, float] = (2.0, 6.0)  # seconds a task takes, uniform in this range
     fail_rate: float = 0.0              # share of tasks that end in `fail`
     video_bytes: int = 256 * 1024
@@ -63,6 +64,7 @@ class SandboxStats:
     creates: list[dict[str, Any]] = field(default_factory=list)  # accepted: time, task_id, item key
     rate_limited: int = 0
     polls: int = 0
+    polls_refused: int = 0              # recordInfo calls answered 429 (over `poll_cap`)
     faults: Counter[str] = field(default_factory=Counter)  # injected faults by kind
     callbacks_sent: int = 0
     callback_answers: list[int] = field(default_factory=list)  # HTTP statuses the receiver gave

@@ -32,3 +32,15 @@ def test_polls_per_task_and_notice_on_a_two_x_spread(serve, tmp_path, rate, time
     late = {t: lag - max(0.3 * durations[t], 3.0 * SCALE) for t, lag in noticed.items()}
     assert max(late.values()) <= noise, max(late.values())
     assert statistics.mean(lag / durations[t] for t, lag in noticed.items()) <= 0.15
+
+
+def test_polls_slow_down_when_the_provider_limits_them_too(serve, tmp_path):
+    """kie.ai does not say whether polls count against a limit. A provider that caps recordInfo
+    (here 10 per second, against the 25 allowed) gets a few 429s at first, then polls at its
+    pace: every item finishes, and few polls are refused."""
+    served = serve(gen_time=(0.3, 3.0), poll_cap=Rate(10, 1.0))
+    done, out = run_manifest(served, tmp_path, 60, "--time-scale", "0.02")
+    assert done.returncode == 0, done.stderr
+    assert "polls answered 429" in done.stderr
+    polls, refused = served.read(lambda s: (s.stats.polls, s.stats.polls_refused))
+    assert 0 < refused <= 0.15 * (polls + refused), (polls, refused)

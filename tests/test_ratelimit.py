@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from batch_engine.config import Rate
-from batch_engine.ratelimit import CreateGate, RatePolicy, backoff_delay
+from batch_engine.ratelimit import CreateGate, PollPace, RatePolicy, backoff_delay
 
 
 def test_backoff_is_capped_jittered_and_overflow_safe():
@@ -109,3 +109,32 @@ async def test_closed_gate_lets_nothing_through():
     await asyncio.sleep(0)
     gate.close()
     assert await asyncio.wait_for(waiting, timeout=1) is None  # at once, not after the 5 s window
+
+
+def test_poll_429s_halve_the_poll_rate_once_a_second_and_pause_every_poll():
+    """A burst of 429s on polls halves the rate once, pauses all polls (Retry-After, else 1 s);
+    another burst a second later halves it again, never below the floor."""
+    pace = PollPace(25.0)
+    for t in (10.0, 10.2, 10.4):
+        pace.on_refused(t, retry_after=None)
+    assert pace.rate == 12.5 and pace.throttled
+    assert pace.pause_until == pytest.approx(11.4)
+    pace.on_refused(11.5, retry_after=4.0)
+    assert pace.rate == 6.25 and pace.pause_until == pytest.approx(15.5)
+    for t in range(12, 40):
+        pace.on_refused(float(t), retry_after=None)
+    assert pace.rate == PollPace.FLOOR
+
+
+def test_poll_rate_climbs_back_when_429s_stop():
+    """Without 429s the rate rises a quarter per RECOVER seconds, up to what was allowed, no further."""
+    pace = PollPace(10.0)
+    pace.on_refused(0.0, retry_after=None)
+    pace.on_answered(5.0)
+    assert pace.rate == 5.0, "too soon to climb"
+    t, steps = 0.0, 0
+    while pace.throttled and steps < 20:
+        t += PollPace.RECOVER
+        pace.on_answered(t)
+        steps += 1
+    assert pace.rate == 10.0 and steps == 4
