@@ -137,8 +137,13 @@ class Poller:
             run.refuse(e, stop_all=True)
             return
         except RateLimited as e:  # polls count against a limit after all: every poll slows down
+            before = self.pace.rate
             self.pace.on_refused(time.monotonic(), e.retry_after)
             run.stats.polls_refused += 1
+            if self.pace.rate < before:
+                (log.warning if before == self.pace.allowed else log.info)(
+                    "the provider answered a poll with 429 (%s); polling slowed to %.2g per second",
+                    e.message, self.pace.rate)
             self.track(item, max(self.pace.pause_until - time.monotonic(), 0.0))
             return
         except TaskUnknown as e:
