@@ -4,9 +4,9 @@ A signed callback (X-Webhook-Timestamp, X-Webhook-Signature = base64 HMAC-SHA256
 "taskId.timestamp", keyed with KIE_WEBHOOK_HMAC_KEY) that verifies ends the task at once. An
 unsigned one, or any callback when no key is set, is only a hint: its URLs are never trusted,
 the task is looked up with recordInfo right away. A bad signature or a stale timestamp is
-refused (401). Duplicates are harmless: a
-task that already ended ignores them. Every callback is answered quickly. This is the receiving
-edge of the engine, the one place besides `client` that speaks HTTP.
+refused (401). Duplicates are harmless: a task that already ended ignores them. Every callback
+is answered quickly. This is the receiving edge of the engine, the one place besides `client`
+that speaks HTTP.
 """
 
 from __future__ import annotations
