@@ -140,10 +140,10 @@ class Poller:
             before = self.pace.rate
             self.pace.on_refused(time.monotonic(), e.retry_after)
             run.stats.polls_refused += 1
-            if self.pace.rate < before:
-                (log.warning if before == self.pace.allowed else log.info)(
-                    "the provider answered a poll with 429 (%s); polling slowed to %.2g per second",
-                    e.message, self.pace.rate)
+            if self.pace.rate < before:  # a warning the first time, then quieter
+                level = logging.WARNING if before == self.pace.allowed else logging.INFO
+                log.log(level, "the provider answered a poll with 429 (%s); polling slowed to %.2g "
+                        "per second", e.message, self.pace.rate)
             self.track(item, max(self.pace.pause_until - time.monotonic(), 0.0))
             return
         except TaskUnknown as e:

@@ -120,7 +120,7 @@ class PollPace:
 
     def on_refused(self, now: float, retry_after: float | None) -> None:
         if now - self._last_cut >= 1.0:
-            self.rate = max(self.FLOOR, min(self.rate, self.allowed) / 2)
+            self.rate = max(self.FLOOR, self.rate / 2)
             self._last_cut = now
         self._clean_since = now
         self.pause_until = max(self.pause_until, now + (retry_after if retry_after is not None else 1.0))

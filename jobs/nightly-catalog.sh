@@ -13,5 +13,7 @@ OUT=${OUT:-out/catalog-$(date +%F)}
 RATE=${RATE:-20/10s}
 python3 -m batch_engine run "$MANIFEST" --out "$OUT" --rate "$RATE" --quiet
 code=$?
-python3 -m batch_engine status "$OUT" --json > "$OUT/status.json" 2>/dev/null || true
+if [ -f "$OUT/ledger.jsonl" ]; then  # nothing to report when the manifest was refused
+  python3 -m batch_engine status "$OUT" --json > "$OUT/status.json" || true
+fi
 exit $code

@@ -32,5 +32,7 @@ def test_nightly_job_passes_on_a_bad_manifest_as_exit_2(serve, tmp_path):
     served = serve()
     (tmp_path / "m.yaml").write_text("items:\n  - id: a\n")
     env = cli_env(served, MANIFEST=str(tmp_path / "m.yaml"), OUT=str(tmp_path / "out"))
-    assert run_job(env).returncode == 2
+    done = run_job(env)
+    assert done.returncode == 2 and "nothing was sent" in done.stderr
+    assert "No such file" not in done.stderr and not (tmp_path / "out").exists()
     assert served.read(lambda s: s.stats.create_calls) == 0

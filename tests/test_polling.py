@@ -39,7 +39,7 @@ def test_polls_slow_down_when_the_provider_limits_them_too(serve, tmp_path):
     (here 10 per second, against the 25 allowed) gets a few 429s at first, then polls at its
     pace: every item finishes, and few polls are refused."""
     served = serve(gen_time=(0.3, 3.0), poll_cap=Rate(10, 1.0))
-    done, out = run_manifest(served, tmp_path, 60, "--time-scale", "0.02")
+    done, _ = run_manifest(served, tmp_path, 60, "--time-scale", "0.02")
     assert done.returncode == 0, done.stderr
     assert "polls answered 429" in done.stderr and "polling slowed to" in done.stderr
     polls, refused = served.read(lambda s: (s.stats.polls, s.stats.polls_refused))
