@@ -1,15 +1,23 @@
 """batch-engine: a manifest of image/prompt pairs in, verified MP4 videos and a resumable ledger out.
 
-The pipeline, one module a stage:
+The package reads in the order an item travels:
 
-    manifest  -> validate the YAML, every problem at once, nothing sent
-    submit    -> create tasks under the create gate (ratelimit) and record each task id
-    poll      -> follow every task id with recordInfo until it succeeds or fails
-    download  -> stream each result into <id>.mp4 (temp file, verify, atomic rename)
-    ledger    -> every state change, appended as it happens, so a rerun resumes
+    catalog/    what the user asks for: the manifest, validated (every problem at once, nothing sent)
+    pipeline/   plan (pure: ledger + manifest -> each item's step) -> engine (carries it out) ->
+                submit (createTask) -> poll (recordInfo, callbacks) -> download (<id>.mp4);
+                outcomes (each stage's pure decisions), context (what a run shares)
+    pacing/     how fast: create gate, poll pace and schedule, one adaptive limiter, retry policies
+    provider/   the provider's edge: the only HTTP client and the only HTTP server
+    store/      the ledger and the output folder's files
+    report/     what people and scripts see
+    sandbox/    a local stand-in for kie.ai (tests and the demo only)
 
-`engine` wires the stages together, `client` is the only module that speaks HTTP to the
-provider, `cli` is the only one that reads the environment, `report` shows the ledger.
+`cli` is the only module that reads the environment or configures logging; as a library the
+package logs to the "batch_engine" logger and leaves handlers to the application.
 """
 
+import logging
+
 __version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

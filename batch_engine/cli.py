@@ -16,7 +16,7 @@ import sys
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 from urllib.parse import urlsplit
 
 from rich.console import Console
@@ -24,10 +24,12 @@ from rich.markup import escape
 
 from batch_engine import __version__, logs
 from batch_engine.config import DEFAULT_BASE_URL, Config, PollSettings, Rate
-from batch_engine.engine import Run, reconcile, reopen_failed, run_items
-from batch_engine.ledger import Ledger, LedgerError, LedgerLocked, read_items, LEDGER_NAME
-from batch_engine.manifest import ManifestError, load_manifest
-from batch_engine.report import live_progress, progress_lines, status_json, status_table, summary
+from batch_engine.catalog.manifest import ManifestError, load_manifest
+from batch_engine.pipeline.engine import Run, run_plan
+from batch_engine.pipeline.plan import Plan, plan_manifest, plan_retry
+from batch_engine.report.console import live_progress, progress_lines, status_json, status_table, summary
+from batch_engine.store.folder import file_sizes
+from batch_engine.store.ledger import LEDGER_NAME, Ledger, LedgerError, LedgerLocked, read_items
 from batch_engine.states import State
 
 OK, SOME_FAILED, BAD_INPUT, REFUSED, INTERRUPTED = 0, 1, 2, 3, 130
@@ -68,16 +70,16 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         for problem in e.problems:
             console.print(f"  {problem}", markup=False, highlight=False)
         return BAD_INPUT
-    return _execute(args, console, lambda ledger, stats: reconcile(ledger, specs, stats))
+    return _execute(args, console, lambda ledger: plan_manifest(ledger.items, specs, file_sizes(ledger.out_dir)))
 
 
 def cmd_retry(args: argparse.Namespace, console: Console) -> int:
     if not (Path(args.out) / LEDGER_NAME).exists():
         raise UsageError(f"no ledger in {args.out}: nothing to retry (run a manifest first)")
-    return _execute(args, console, lambda ledger, stats: reopen_failed(ledger))
+    return _execute(args, console, lambda ledger: plan_retry(ledger.items, file_sizes(ledger.out_dir)))
 
 
-def _execute(args: argparse.Namespace, console: Console, select: Callable[..., Any]) -> int:
+def _execute(args: argparse.Namespace, console: Console, make_plan: Callable[[Ledger], Plan]) -> int:
     config = _config(args, console)
     ledger = Ledger(config.out_dir)
     try:
@@ -90,7 +92,7 @@ def _execute(args: argparse.Namespace, console: Console, select: Callable[..., A
         return BAD_INPUT
     logs.to_file(config.out_dir, [k for k in (config.api_key, config.webhook_hmac_key) if k])
     try:
-        run = asyncio.run(_run_async(config, ledger, select, console, args))
+        run = asyncio.run(_run_async(config, ledger, make_plan, console, args))
     except LedgerError as e:
         console.print(f"[red]error:[/] {escape(str(e))}")
         return SOME_FAILED
@@ -105,7 +107,7 @@ def _execute(args: argparse.Namespace, console: Console, select: Callable[..., A
     return OK if all(item.state is State.SUCCEEDED for item in run.items) else SOME_FAILED
 
 
-async def _run_async(config: Config, ledger: Ledger, select: Callable[..., Any],
+async def _run_async(config: Config, ledger: Ledger, make_plan: Callable[[Ledger], Plan],
                      console: Console, args: argparse.Namespace) -> Run | None:
     main_task = asyncio.current_task()
     loop = asyncio.get_running_loop()
@@ -115,12 +117,24 @@ async def _run_async(config: Config, ledger: Ledger, select: Callable[..., Any],
             config = await _start_demo_sandbox(stack, config, console)
         console.print(f"ledger: {ledger.path}   rate: {config.rate}   provider: {config.base_url}",
                       highlight=False)
-        watch = (lambda run: live_progress(run, console)) if config.show_progress else progress_lines
+        show = (lambda run: live_progress(run, console)) if config.show_progress else progress_lines
+
+        async def watch(run: Run) -> None:
+            _show_state_on_usr1(run, console)
+            await show(run)
         try:
-            return await run_items(config, ledger, select, watch=watch)
+            return await run_plan(config, ledger, lambda: make_plan(ledger), watch=watch)
         except asyncio.CancelledError:
             return None
     return None
+
+
+def _show_state_on_usr1(run: Run, console: Console) -> None:
+    """`kill -USR1 PID`: the stacks at once (even if the loop is stuck), then the live state of
+    the run, its stages and its gates, from the loop."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, lambda: console.print(repr(run), markup=False, highlight=False))
+    faulthandler.register(signal.SIGUSR1, chain=True)
 
 
 async def _start_demo_sandbox(stack: AsyncExitStack, config: Config, console: Console) -> Config:

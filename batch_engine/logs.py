@@ -1,5 +1,6 @@
 """Where log records go (the console, and batch-engine.log in the output folder), with every
-secret replaced by *** on the way."""
+secret replaced by *** on the way. Only the CLI calls these: a library user's application
+decides where the "batch_engine" logger's records go (they propagate as usual)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,6 @@ def to_console(console: Console, *, verbose: bool) -> None:
     handler.setLevel(logging.INFO if verbose else logging.WARNING)
     log.addHandler(handler)
     log.setLevel(logging.DEBUG)
-    log.propagate = False
 
 
 def to_file(out_dir: Path, secrets: list[str]) -> None:

@@ -113,7 +113,7 @@ def measure(case: str, who: str, settings: SandboxSettings, n: int, engine_args:
 
 def ledger_load(n: int) -> dict[str, float]:
     """A ledger of `n` succeeded items: how long `status` and a resuming `retry` take (whole process)."""
-    from batch_engine.ledger import Item, Ledger
+    from batch_engine.store.ledger import Item, Ledger
     from batch_engine.states import State
 
     with tempfile.TemporaryDirectory() as tmp:

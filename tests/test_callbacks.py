@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from batch_engine.callbacks import sign, signature_ok
+from batch_engine.provider.callbacks import sign, signature_ok
 from tests.conftest import FAST, cli_env, run_cli, status, write_manifest
 from tests.test_run import assert_videos_match
 

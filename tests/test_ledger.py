@@ -7,7 +7,7 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from batch_engine.ledger import LEDGER_NAME, Item, Ledger, LedgerLocked, read_items
+from batch_engine.store.ledger import LEDGER_NAME, Item, Ledger, LedgerLocked, read_items
 from batch_engine.states import IllegalTransition, State
 
 

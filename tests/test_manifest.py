@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from batch_engine.manifest import ManifestError, fingerprint, load_manifest
+from batch_engine.catalog.manifest import ManifestError, fingerprint, load_manifest
 
 
 def load(tmp_path: Path, text: str | bytes) -> list:

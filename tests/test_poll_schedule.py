@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from batch_engine.config import PollSettings
-from batch_engine.poll_schedule import PollSchedule, duration_of
+from batch_engine.pacing.poll_schedule import PollSchedule, duration_of
 
 
 @dataclass

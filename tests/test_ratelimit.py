@@ -7,7 +7,9 @@ import asyncio
 import pytest
 
 from batch_engine.config import Rate
-from batch_engine.ratelimit import CreateGate, PollPace, RatePolicy, backoff_delay
+from batch_engine.pacing.create_gate import CreateGate, RatePolicy
+from batch_engine.pacing.poll_pace import PollPace
+from batch_engine.pacing.policy import backoff_delay
 
 
 def test_backoff_is_capped_jittered_and_overflow_safe():

@@ -3,11 +3,18 @@ its old task is cleared away."""
 
 from __future__ import annotations
 
-from batch_engine.download import PARTIAL_DIR
-from batch_engine.engine import RunStats, reconcile
-from batch_engine.ledger import Ledger
-from batch_engine.manifest import ItemSpec
+from batch_engine.catalog.manifest import ItemSpec
+from batch_engine.pipeline.context import RunStats
+from batch_engine.pipeline.engine import apply_plan
+from batch_engine.pipeline.plan import plan_manifest
 from batch_engine.states import State
+from batch_engine.store.folder import PARTIAL_DIR, file_sizes
+from batch_engine.store.ledger import Ledger
+
+
+def reconcile(ledger, specs, stats):
+    """Plan a manifest against the ledger and record the plan, as `run` does."""
+    return apply_plan(ledger, plan_manifest(ledger.items, specs, file_sizes(ledger.out_dir)), stats)
 
 
 def test_an_edited_item_drops_the_half_download_of_its_old_task(tmp_path):

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import pytest
 
 from batch_engine.config import Config, Rate
-from batch_engine.ledger import Item, now_iso
-from batch_engine.poll import Poller
-from batch_engine.ratelimit import CreateGate
-from batch_engine.waits import wait_event
+from batch_engine.store.ledger import Item, now_iso
+from batch_engine.pipeline.context import Context
+from batch_engine.pipeline.poll import Poller
+from batch_engine.pacing.create_gate import CreateGate
+from batch_engine.pacing.waits import wait_event
 
 STEPS = range(4)  # loop steps between the event firing and the cancellation: every interleaving
 
@@ -57,8 +57,8 @@ async def test_a_waiting_loop_cancelled_as_its_event_fires_stops(steps):
 @pytest.mark.parametrize("steps", STEPS)
 async def test_poll_scheduler_stops_when_cancelled_as_a_task_arrives(tmp_path, steps):
     """The scheduler, waiting for its next check, is cancelled in the step a new task wakes it."""
-    run = SimpleNamespace(config=Config(api_key="k", out_dir=tmp_path))
-    poller = Poller(run)  # type: ignore[arg-type]
+    ctx = Context(Config(api_key="k", out_dir=tmp_path), ledger=None, client=None)  # type: ignore[arg-type]
+    poller = Poller(ctx, to_download=lambda item: None)
 
     def item(name: str) -> Item:
         return Item(id=name, request={}, fingerprint="f", task_id=f"task-{name}", submitted_at=now_iso())

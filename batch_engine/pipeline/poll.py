@@ -1,9 +1,11 @@
 """Stage 2: follow every created task with recordInfo until it succeeds or fails.
 
-One scheduler keeps a heap of (when to check next, item); `poll_schedule.PollSchedule` decides
-when and whether each check polls, learning from the tasks that finished; a few workers make the
-calls under a shared, polite limit of their own (separate from the create cap). A callback (see
-`callbacks`) ends a task the same way a poll does, through `apply`.
+One scheduler keeps a heap of (when to check next, item); `pacing.poll_schedule.PollSchedule`
+decides when and whether each check polls, learning from the tasks that finished; a few workers
+make the calls through a `pacing.poll_pace.PollGate` (a polite limit of their own, separate from
+the create cap). What an answer means is decided by `outcomes`; a callback (see
+`provider.callbacks`) ends a task the same way a poll does, through `apply`. A task that
+succeeded goes to `to_download`.
 """
 
 from __future__ import annotations
@@ -14,25 +16,19 @@ import itertools
 import logging
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Callable
 
-from aiolimiter import AsyncLimiter
-
-from batch_engine.client import TaskInfo
-from batch_engine.errors import AccountRefused, KieError, RateLimited, TaskUnknown
-from batch_engine.ledger import Item, now_iso
-from batch_engine.poll_schedule import PollSchedule, duration_of
-from batch_engine.ratelimit import PollPace, backoff_delay
+from batch_engine.errors import AccountRefused, KieError, RateLimited
+from batch_engine.pacing.poll_pace import PollGate
+from batch_engine.pacing.poll_schedule import PollSchedule, duration_of
+from batch_engine.pacing.waits import wait_event
+from batch_engine.pipeline.context import Context
+from batch_engine.pipeline.outcomes import AfterPoll, PollOutcome, after_poll_error, after_task_info
+from batch_engine.provider.client import TaskInfo
 from batch_engine.states import State
-from batch_engine.waits import wait_event
-
-if TYPE_CHECKING:
-    from batch_engine.engine import Run
+from batch_engine.store.ledger import Item, now_iso
 
 log = logging.getLogger(__name__)
-IN_PROGRESS = frozenset({"waiting", "queuing", "generating", "created"})
-UNKNOWN_GRACE = 300.0  # seconds a new task may be unknown to recordInfo before it is given up
-POLL_BURST = 8.0       # seconds of polls that may go out at once (see Poller.__init__)
 
 
 class _Tracked:
@@ -51,20 +47,29 @@ class _Tracked:
 
 
 class Poller:
-    def __init__(self, run: "Run", workers: int = 8, *, callbacks: bool = False) -> None:
-        self.run = run
+    def __init__(self, ctx: Context, to_download: Callable[[Item], None], workers: int = 8, *,
+                 callbacks: bool = False) -> None:
+        self.ctx = ctx
+        self.to_download = to_download
         self.workers = workers
-        self.schedule = PollSchedule(run.config.poll, callbacks=callbacks)
+        self.schedule = PollSchedule(ctx.config.poll, callbacks=callbacks)
+        self.gate = PollGate(ctx.config.poll.polls_per_second)
         self._heap: list[tuple[float, int, int, _Tracked]] = []  # (due, tie-break, generation, task)
         self._order = itertools.count()
         self._wakeup = asyncio.Event()                   # set when an earlier due time arrives
         self._due: asyncio.Queue[Item] = asyncio.Queue(maxsize=workers * 2)
-        self.pace = PollPace(run.config.poll.polls_per_second)
-        self._limiter = self._make_limiter()
-        self._limiter_rate = self.pace.rate              # the rate `_limiter` was made for
         self._tracked: dict[str, _Tracked] = {}          # item id -> task in flight
         self._by_task: dict[str, Item] = {}              # task id -> item, for callbacks
         self._unknown_states: set[str] = set()
+
+    def __repr__(self) -> str:
+        due = self._heap[0][0] - time.monotonic() if self._heap else None
+        return (f"<Poller tracked={len(self._tracked)} heap={len(self._heap)} due_queue={self._due.qsize()} "
+                f"next_in={due if due is None else round(due, 2)} {self.schedule!r} {self.gate!r}>")
+
+    @property
+    def pace(self):  # the poll rate and its pauses (tests and the summary read it)
+        return self.gate.pace
 
     def track(self, item: Item, delay: float | None = None) -> None:
         """Follow `item`'s task; look at it after `delay` seconds, or when the schedule says."""
@@ -117,107 +122,82 @@ class Poller:
                 await self.poll(item)
 
     async def poll(self, item: Item) -> None:
-        run = self.run
+        ctx = self.ctx
         tracked = self._tracked.get(item.id)
         if tracked is None:
             return
         age = time.monotonic() - tracked.born
-        if age > run.config.poll.task_timeout:
+        if age > ctx.config.poll.task_timeout:
             log.warning("item %s: task %s unfinished after %.0f s; it stays in the ledger and the "
                         "next run picks it up", item.id, item.task_id, age)
-            run.stats.timed_out += 1
+            ctx.stats.timed_out += 1
             self._forget(item)  # a late callback for it is left to the next run as well
-            run.finished(item)
+            ctx.rest(item)
             return
-        await self._wait_turn()
-        run.stats.polls += 1
+        await self.gate.wait_turn()
+        ctx.stats.polls += 1
         try:
-            info = await run.client.record_info(item.task_id)  # type: ignore[arg-type]
-        except AccountRefused as e:
-            run.refuse(e, stop_all=True)
-            return
-        except RateLimited as e:  # polls count against a limit after all: every poll slows down
-            before = self.pace.rate
-            self.pace.on_refused(time.monotonic(), e.retry_after)
-            run.stats.polls_refused += 1
-            if self.pace.rate < before:  # a warning the first time, then quieter
-                level = logging.WARNING if before == self.pace.allowed else logging.INFO
-                log.log(level, "the provider answered a poll with 429 (%s); polling slowed to %.2g "
-                        "per second", e.message, self.pace.rate)
-            self.track(item, max(self.pace.pause_until - time.monotonic(), 0.0))
-            return
-        except TaskUnknown as e:
-            if age > UNKNOWN_GRACE * run.config.poll.scale:
-                self._forget(item)
-                run.ledger.advance(item, State.FAILED, fail_code="task_unknown",
-                                   fail_msg=f"the provider does not know task {item.task_id}: {e.message}",
-                                   finished_at=now_iso())
-                run.finished(item)
-                return
-            tracked.errors += 1
-            self.track(item, backoff_delay(tracked.errors, base=run.config.poll.scale, cap=30.0))
-            return
+            info = await ctx.client.record_info(item.task_id)  # type: ignore[arg-type]
         except KieError as e:
-            tracked.errors += 1
-            log.info("item %s: recordInfo failed (%s), try %d", item.id, e.message, tracked.errors)
-            self.track(item, backoff_delay(tracked.errors, base=2.0 * run.config.poll.scale, cap=60.0))
+            if self._tracked.get(item.id) is not tracked:
+                return  # a callback ended the task while the poll was out
+            if not isinstance(e, (RateLimited, AccountRefused)):  # those say nothing of the task
+                tracked.errors += 1
+            outcome = after_poll_error(e, age=age, errors=tracked.errors, task_id=item.task_id,
+                                       scale=ctx.config.poll.scale)
+            if outcome.message and outcome.next is AfterPoll.RETRY:
+                log.info("item %s: recordInfo failed (%s), try %d", item.id, outcome.message, tracked.errors)
+            self._after_error(item, e, outcome)
             return
-        self.pace.on_answered(time.monotonic())
+        self.gate.pace.on_answered(time.monotonic())
         tracked.errors = 0
         self.apply(item, info)
 
-    async def _wait_turn(self) -> None:
-        """Wait until a poll may go out: past any pause, then through the limiter."""
-        while True:
-            pause = self.pace.pause_until - time.monotonic()
-            if pause > 0:
-                await asyncio.sleep(pause)
-                continue
-            if self._limiter_rate != self.pace.rate:
-                self._limiter, self._limiter_rate = self._make_limiter(), self.pace.rate
-            await self._limiter.acquire()
-            if self.pace.pause_until <= time.monotonic():
-                return
-
-    def _make_limiter(self) -> AsyncLimiter:
-        rate = self.pace.rate
-        if self.pace.throttled:  # evenly, one at a time: a burst is what was refused
-            return AsyncLimiter(1, 1.0 / rate)
-        # a bucket of POLL_BURST seconds: the first news may send every task in flight to be
-        # looked at at once; the average stays at the allowed rate
-        return AsyncLimiter(rate * POLL_BURST, POLL_BURST)
+    def _after_error(self, item: Item, error: KieError, outcome: PollOutcome) -> None:
+        ctx, pace = self.ctx, self.gate.pace
+        if outcome.next is AfterPoll.STOP_ALL:
+            ctx.refuse(error, stop_all=True)  # type: ignore[arg-type]
+        elif outcome.next is AfterPoll.SLOW_DOWN:  # polls count against a limit after all
+            before = pace.rate
+            pace.on_refused(time.monotonic(), getattr(error, "retry_after", None))
+            ctx.stats.polls_refused += 1
+            if pace.rate < before:  # a warning the first time, then quieter
+                level = logging.WARNING if before == pace.allowed else logging.INFO
+                log.log(level, "the provider answered a poll with 429 (%s); polling slowed to %.2g "
+                        "per second", error.message, pace.rate)
+            self.track(item, max(pace.pause_until - time.monotonic(), 0.0))
+        elif outcome.next is AfterPoll.FAIL:
+            self._forget(item)
+            ctx.ledger.advance(item, State.FAILED, fail_code=outcome.code, fail_msg=outcome.message,
+                               finished_at=now_iso())
+            ctx.rest(item)
+        else:
+            self.track(item, outcome.wait)
 
     def apply(self, item: Item, info: TaskInfo) -> None:
         """Act on what the provider says of a task (from recordInfo or a verified callback)."""
-        run = self.run
+        ctx = self.ctx
         if item.state is not State.RUNNING:
             return  # already handled: duplicates happen
-        if info.state == "success":
-            self._learn(item, info)
+        outcome = after_task_info(info)
+        if outcome.next is not AfterPoll.WAIT:
+            if info.state == "success":
+                self._learn(item, info)
             self._forget(item)
-            if not info.result_urls:
-                run.ledger.advance(item, State.FAILED, provider_state="success", fail_code="no_result",
-                                   fail_msg="the task succeeded without a result URL",
-                                   finished_at=now_iso())
-                run.finished(item)
-                return
-            run.ledger.advance(item, State.DOWNLOADING, provider_state="success",
-                               result_url=info.result_urls[0])
-            run.downloader.enqueue(item)
-        elif info.state == "fail":
-            self._forget(item)
-            run.ledger.advance(item, State.FAILED, provider_state="fail",
-                               fail_code=info.fail_code or "fail",
-                               fail_msg=info.fail_msg or "the provider reported the task failed",
-                               finished_at=now_iso())
-            run.finished(item)
+        if outcome.next is AfterPoll.DOWNLOAD:
+            ctx.ledger.advance(item, State.DOWNLOADING, provider_state="success", result_url=outcome.url)
+            self.to_download(item)
+        elif outcome.next is AfterPoll.FAIL:
+            ctx.ledger.advance(item, State.FAILED, provider_state=outcome.provider_state,
+                               fail_code=outcome.code, fail_msg=outcome.message, finished_at=now_iso())
+            ctx.rest(item)
         else:
-            if info.state not in IN_PROGRESS and info.state not in self._unknown_states:
+            if outcome.undocumented and info.state not in self._unknown_states:
                 self._unknown_states.add(info.state)
                 log.warning("recordInfo reported an undocumented state %r; treating it as in progress",
                             info.state)
             if info.state != item.provider_state:
-                run.ledger.advance(item, State.RUNNING, provider_state=info.state)
+                ctx.ledger.advance(item, State.RUNNING, provider_state=info.state)
             tracked = self._tracked.get(item.id)
             if tracked is not None:
                 tracked.seen_running = time.monotonic()

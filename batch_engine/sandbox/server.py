@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import json
 import random
-import threading
 import time
 import uuid
 from collections import deque
@@ -25,11 +24,9 @@ from typing import Any
 from aiohttp import ClientSession, web
 
 from batch_engine.config import MODEL, Rate
-from batch_engine.sandbox_settings import Faults, SandboxSettings, SandboxStats
+from batch_engine.sandbox.media import item_key, video_chunks
+from batch_engine.sandbox.settings import SandboxSettings, SandboxStats
 
-__all__ = ["Faults", "Sandbox", "SandboxSettings", "SandboxStats", "SandboxThread", "item_key"]
-BLOCK = 64 * 1024
-FTYP = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"  # a 24-byte ftyp box
 
 
 @dataclass
@@ -92,7 +89,7 @@ class Sandbox:
     def expected_video(self, task_id: str) -> tuple[int, str]:
         """(size, sha256) of the video the file host serves for `task_id`."""
         digest = hashlib.sha256()
-        for chunk in _video_chunks(task_id, self.tasks[task_id].size, 0):
+        for chunk in video_chunks(task_id, self.tasks[task_id].size, 0):
             digest.update(chunk)
         return self.tasks[task_id].size, digest.hexdigest()
 
@@ -298,7 +295,7 @@ class Sandbox:
         await response.prepare(request)
         cut_at = start + (task.size - start) // 2 if self._roll(self.settings.faults.truncate) else None
         sent = start
-        for chunk in _video_chunks(task.task_id, task.size, start):
+        for chunk in video_chunks(task.task_id, task.size, start):
             if cut_at is not None and sent + len(chunk) > cut_at:
                 await response.write(chunk[: max(cut_at - sent, 0)])
                 self.stats.faults["truncate"] += 1
@@ -311,26 +308,6 @@ class Sandbox:
         return response
 
 
-def item_key(body: dict[str, Any]) -> str:
-    """What identifies one catalog item in a create: its prompt and image."""
-    inp = body.get("input", {})
-    return f"{inp.get('image_url')}|{inp.get('prompt')}"
-
-
-def _video_chunks(task_id: str, size: int, start: int):
-    """The bytes of a task's video from `start`: an ftyp box, then seeded noise, block by block."""
-    body_size = size - len(FTYP)
-    if start < len(FTYP):
-        yield FTYP[start:]
-        start = len(FTYP)
-    offset = start - len(FTYP)
-    block = offset // BLOCK
-    while block * BLOCK < body_size:
-        data = random.Random(f"{task_id}:{block}").randbytes(min(BLOCK, body_size - block * BLOCK))
-        yield data[offset - block * BLOCK:] if offset > block * BLOCK else data
-        block += 1
-
-
 def _answer(code: int, msg: str, *, http: int | None = None, data: Any = None,
             headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"code": code, "msg": msg, "data": data},
@@ -339,29 +316,3 @@ def _answer(code: int, msg: str, *, http: int | None = None, data: Any = None,
 
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
-
-
-class SandboxThread:
-    """The sandbox on its own event loop in a background thread (tests, benchmarks)."""
-
-    def __init__(self, settings: SandboxSettings | None = None) -> None:
-        self.sandbox = Sandbox(settings)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-
-    def __enter__(self) -> Sandbox:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.sandbox.start(), self._loop).result(timeout=10)
-        return self.sandbox
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.sandbox.stop(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
-
-    def call(self, fn, *args):
-        """Run `fn(*args)` on the sandbox's loop (to change settings or read stats safely)."""
-        async def wrapper():
-            return fn(*args)
-        return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(timeout=10)

@@ -17,14 +17,11 @@ import hmac
 import json
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Callable
 
 from aiohttp import web
 
-from batch_engine.client import TaskInfo
-
-if TYPE_CHECKING:
-    from batch_engine.engine import Run
+from batch_engine.provider.client import TaskInfo
 
 log = logging.getLogger(__name__)
 MAX_SKEW = 300.0          # seconds a signed callback's timestamp may differ from our clock
@@ -47,12 +44,22 @@ def signature_ok(key: bytes, task_id: str, timestamp: str | None, signature: str
     return age <= MAX_SKEW and hmac.compare_digest(sign(key, task_id, timestamp), signature.strip())
 
 
+OnCallback = Callable[[str, "TaskInfo | None"], bool]  # (task id, verified body or None) -> known?
+
+
 class CallbackReceiver:
-    def __init__(self, run: "Run", host: str, port: int, path: str, hmac_key: str | None) -> None:
-        self.run = run
+    """Hands each acceptable callback to `on_callback`: the task id, and its body parsed when the
+    signature verified (None: only a hint, to be confirmed by recordInfo)."""
+
+    def __init__(self, host: str, port: int, path: str, hmac_key: str | None, *,
+                 on_callback: OnCallback) -> None:
+        self.on_callback = on_callback
         self.host, self.port, self.path = host, port, path or "/"
         self.key = hmac_key.encode() if hmac_key else None  # None: unsigned, confirm by polling
         self._runner: web.AppRunner | None = None
+
+    def __repr__(self) -> str:
+        return f"<CallbackReceiver {self.host}:{self.port}{self.path} signed={self.key is not None}>"
 
     async def start(self) -> None:
         app = web.Application(client_max_size=MAX_BODY)
@@ -73,15 +80,13 @@ class CallbackReceiver:
             task_id = str(data["taskId"])
         except (ValueError, KeyError, TypeError, AttributeError):
             return web.json_response({"code": 400, "msg": "not a task callback"}, status=400)
-        item = self.run.poller.item_for_task(task_id)
         timestamp = request.headers.get("X-Webhook-Timestamp")
         signature = request.headers.get("X-Webhook-Signature")
         if self.key is not None and (timestamp or signature):
             if not signature_ok(self.key, task_id, timestamp, signature):
                 log.warning("refused a callback for task %s: bad or stale signature", task_id)
                 return web.json_response({"code": 401, "msg": "bad signature"}, status=401)
-            if item is not None:
-                self.run.poller.apply(item, TaskInfo.from_data(data))
-        elif item is not None:
-            self.run.poller.poll_soon(item.id)
+            self.on_callback(task_id, TaskInfo.from_data(data))
+        else:
+            self.on_callback(task_id, None)
         return web.json_response({"code": 200, "msg": "ok"})

@@ -14,11 +14,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from batch_engine.ledger import Item
+from batch_engine.store.ledger import Item
 from batch_engine.states import TERMINAL, State
 
 if TYPE_CHECKING:
-    from batch_engine.engine import Run
+    from batch_engine.pipeline.engine import Run
 
 log = logging.getLogger("batch_engine.progress")
 

@@ -3,7 +3,7 @@
 Three layers, each for one reason:
 - `RatePolicy` (pure, no clock of its own): the cap currently believed, a shared pause after a
   429 or a maintenance answer, and the creep back up to the told cap once 429s stop.
-- an `aiolimiter.AsyncLimiter(1, W/N)` paces creates evenly (its burst is one create, never N).
+- an `AdaptiveLimiter(1, W/N)` paces creates evenly (its burst is one create, never N).
 - a log of the last N creates guarantees the provider's rule outright: a create is sent no sooner
   than W seconds after the *answer* to the N-th create before it, so no window of W seconds at the
   provider can hold more than N, whatever the network's jitter.
@@ -16,22 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
 import time
 from collections import deque
 from typing import Callable
 
-from aiolimiter import AsyncLimiter
-
 from batch_engine.config import Rate
-from batch_engine.waits import wait_event
-
-
-def backoff_delay(attempt: int, *, base: float = 1.0, cap: float = 60.0,
-                  rng: Callable[[], float] = random.random) -> float:
-    """Capped exponential backoff with full jitter; `attempt` counts from 1; overflow-safe."""
-    exp = base * 2.0 ** min(max(attempt - 1, 0), 30)
-    return min(cap, exp) * (0.5 + rng() / 2)
+from batch_engine.pacing.limiter import AdaptiveLimiter
+from batch_engine.pacing.policy import backoff_delay
+from batch_engine.pacing.waits import wait_event
 
 
 class RatePolicy:
@@ -91,46 +83,6 @@ class RatePolicy:
         self.pause_until = max(self.pause_until, now + seconds)
 
 
-class PollPace:
-    """How many recordInfo calls per second, all tasks together; pure, told the time.
-
-    kie.ai does not say whether polls count against a limit. Should the provider answer a poll
-    with 429, the rate halves (once a second, however many 429s arrive), every poll waits
-    (Retry-After when given, else a second), and polls go out evenly, without bursts; once
-    RECOVER seconds pass without a 429 the rate rises by a quarter, back to what was allowed.
-    """
-
-    __slots__ = ("allowed", "rate", "pause_until", "_last_cut", "_clean_since")
-    FLOOR = 0.2       # polls per second: the least it slows to
-    RECOVER = 10.0    # seconds without a 429 before each step back up
-
-    def __init__(self, allowed: float) -> None:
-        self.allowed = allowed            # polls per second the user allowed (the most ever used)
-        self.rate = allowed               # polls per second believed welcome now
-        self.pause_until = 0.0            # no poll goes out before this time
-        self._last_cut = float("-inf")    # when the rate was last halved
-        self._clean_since = 0.0           # start of the current run of polls without a 429
-
-    def __repr__(self) -> str:
-        return f"<PollPace {self.rate:g}/s (allowed {self.allowed:g}/s) pause_until={self.pause_until:.2f}>"
-
-    @property
-    def throttled(self) -> bool:
-        return self.rate < self.allowed
-
-    def on_refused(self, now: float, retry_after: float | None) -> None:
-        if now - self._last_cut >= 1.0:
-            self.rate = max(self.FLOOR, self.rate / 2)
-            self._last_cut = now
-        self._clean_since = now
-        self.pause_until = max(self.pause_until, now + (retry_after if retry_after is not None else 1.0))
-
-    def on_answered(self, now: float) -> None:
-        if self.throttled and now - self._clean_since >= self.RECOVER:
-            self.rate = min(self.allowed, self.rate * 1.25)
-            self._clean_since = now
-
-
 class _Slot:
     __slots__ = ("sent_at", "answered_at", "accepted", "event")
 
@@ -154,14 +106,14 @@ class CreateGate:
         self._latency = 0.0                  # moving average of create answer times (seconds)
         self._log: deque[_Slot] = deque()   # recent creates, oldest first
         self._in_flight: list[_Slot] = []   # creates sent and not yet answered, oldest first
-        self._pacer = self._make_pacer()
-        self._pacer_rate = self.policy.creates
+        self._pacer = AdaptiveLimiter(1, told.window / told.creates)  # one create per gap, no burst
         self._lock = asyncio.Lock()         # one create at a time passes the checks, in order
         self._wake = asyncio.Event()        # set to make a waiting acquire look again (close)
         self.closed = False                 # account refused: nothing more may be created
 
     def __repr__(self) -> str:
-        return f"<CreateGate {self.policy!r} recent={len(self._log)} closed={self.closed}>"
+        return (f"<CreateGate {self.policy!r} recent={len(self._log)} in_flight={len(self._in_flight)} "
+                f"latency={self._latency:.3f}s closed={self.closed}>")
 
     def seed(self, seconds_ago: list[float]) -> None:
         """Count creates an earlier run made in the current window (from the ledger)."""
@@ -192,8 +144,7 @@ class CreateGate:
                     if ref.answered_at + window > now:
                         await self._sleep(ref.answered_at + window - now)
                         continue
-                if self._pacer_rate != limit:
-                    self._pacer, self._pacer_rate = self._make_pacer(), limit
+                self._pacer.reshape(1, window / limit)
                 await self._pacer.acquire()
                 if self.policy.pause_until > self._clock() or self.closed:
                     continue
@@ -233,6 +184,3 @@ class CreateGate:
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
         await wait_event(self._wake, seconds)
-
-    def _make_pacer(self) -> AsyncLimiter:
-        return AsyncLimiter(1, self.policy.told.window / self.policy.creates)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from batch_engine.states import State, check_transition
+from batch_engine.store.folder import write_atomic
 
 LEDGER_NAME = "ledger.jsonl"
 LOCK_NAME = ".batch-engine.lock"
@@ -244,21 +245,3 @@ class Ledger:
     def _compact(self) -> None:
         """Rewrite the ledger as one line per item, atomically; drops torn lines."""
         write_atomic(self.path, "".join(item.to_json() + "\n" for item in self.items.values()).encode())
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,0 +1,87 @@
+"""What one run shares: its configuration, the ledger, the provider client, the create gate and
+the counters, and the two things every stage reports: an item came to rest, or the account was
+refused. Stages receive a `Context` and the hand-off they feed; none of them knows the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from batch_engine.config import Config
+from batch_engine.errors import AccountRefused
+from batch_engine.pacing.create_gate import CreateGate
+from batch_engine.store.ledger import Item, Ledger
+
+if TYPE_CHECKING:
+    from batch_engine.provider.client import KieClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class RunStats:
+    creates_sent: int = 0
+    rate_limited: int = 0
+    polls: int = 0
+    polls_refused: int = 0        # polls answered 429 (the provider limits polls too)
+    unanswered_creates: int = 0   # creates re-sent because an answer never came: maybe paid twice
+    timed_out: int = 0            # tasks still unfinished at the time-out: resumable
+    not_submitted: int = 0        # left pending because the account was refused
+    bytes_downloaded: int = 0
+    changed: int = 0              # items whose manifest entry changed since the last run
+    gave_up: dict[str, int] = field(default_factory=dict)  # create errors that outlasted retries
+
+
+class Context:
+    """One run's shared state. `rest` is the one place an item is reported to have come to rest."""
+
+    __slots__ = ("config", "ledger", "client", "gate", "stats", "items", "refused",
+                 "_outstanding", "_done")
+
+    def __init__(self, config: Config, ledger: Ledger, client: "KieClient",
+                 gate: CreateGate | None = None) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.client = client
+        self.gate = gate or CreateGate(config.rate)
+        self.stats = RunStats()
+        self.items: list[Item] = []            # the items this run is about
+        self.refused: AccountRefused | None = None  # the account refusal that stopped creates
+        self._outstanding = 0                  # items of this run not yet at rest
+        self._done = asyncio.Event()           # set when nothing is outstanding, or all stop
+
+    def __repr__(self) -> str:
+        return (f"<Context {self.config.out_dir} items={len(self.items)} outstanding={self._outstanding} "
+                f"refused={self.refused and self.refused.code} {self.stats}>")
+
+    @property
+    def outstanding(self) -> int:
+        return self._outstanding
+
+    def expect(self, item: Item) -> None:
+        """`item` has work to do in this run; the run ends once every such item has rested."""
+        self._outstanding += 1
+
+    def rest(self, item: Item) -> None:
+        """`item` needs nothing more from this run (succeeded, failed, or left for the next)."""
+        self._outstanding -= 1
+        if self._outstanding <= 0:
+            self._done.set()
+
+    def refuse(self, error: AccountRefused, *, stop_all: bool = False) -> None:
+        """The account was refused: create nothing more; with `stop_all`, stop everything."""
+        if self.refused is None:
+            self.refused = error
+            log.error("the provider refused the account (%s): %s. No more tasks will be created%s.",
+                      error.message, error.advice,
+                      "" if stop_all else "; tasks already created are still followed and downloaded")
+        self.gate.close()
+        if stop_all:
+            self._done.set()
+
+    async def finished(self) -> None:
+        """Return once every item has rested, or the run was stopped."""
+        await self._done.wait()

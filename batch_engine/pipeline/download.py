@@ -1,0 +1,148 @@
+"""Stage 3: stream each result into `<id>.mp4`: part file, verify, atomic rename.
+
+The bytes go to `.partial/` (see `store.partial`) as they arrive, hashed on the way; an
+interrupted download resumes with Range where the host allows it. Only a file whose length
+matches and that starts like an MP4 (an `ftyp` box) is renamed to its final name, so `<id>.mp4`
+is always whole. An expired link (403/404/410) is refreshed through download-url; the task is
+never created again for a download problem. What follows a failed try is `outcomes.after_download_error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from pathlib import Path
+
+import aiofiles.os
+
+from batch_engine.errors import AccountRefused, BadVideo, KieError, RangeNotSatisfiable
+from batch_engine.pacing.policy import DOWNLOAD
+from batch_engine.pipeline.context import Context
+from batch_engine.pipeline.outcomes import AfterDownload, after_download_error, download_exhausted
+from batch_engine.states import State
+from batch_engine.store.folder import PARTIAL_DIR, part_path, publish, video_name
+from batch_engine.store.ledger import Item, now_iso
+from batch_engine.store.partial import hash_file, part_size, write_part
+
+log = logging.getLogger(__name__)
+
+
+def looks_like_mp4(head: bytes) -> bool:
+    """ISO base media files open with a box whose type is `ftyp`."""
+    return len(head) >= 8 and head[4:8] == b"ftyp"
+
+
+def looks_like_error_page(head: bytes, content_type: str) -> bool:
+    """Text (an HTML, JSON or plain error message) where a video should be: what a host sends
+    when it fails while still saying 200. A binary body without an ftyp box is kept, with a
+    warning: refusing every such file would fail whole runs for a host that wraps MP4s otherwise."""
+    if any(word in content_type.lower() for word in ("html", "json", "xml")):
+        return True
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c.isspace() for c in text)
+
+
+def verify(item_id: str, head: bytes, size: int, total: int | None, content_type: str) -> None:
+    """Raise BadVideo unless the bytes are whole and may be a video."""
+    if total is not None and size != total:
+        raise BadVideo(f"got {size} of {total} bytes", code="short")
+    if size == 0:
+        raise BadVideo("the file is empty", code="empty")
+    if looks_like_mp4(head):
+        return
+    if looks_like_error_page(head, content_type):
+        raise BadVideo(f"the host sent a page ({content_type or 'no type'}), not a video", code="not_mp4")
+    log.warning("item %s: the video has no MP4 signature (ftyp box); kept as sent", item_id)
+
+
+class Downloader:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.queue: asyncio.Queue[Item] = asyncio.Queue()
+        self.partial_dir = ctx.config.out_dir / PARTIAL_DIR
+        self._active: set[str] = set()  # ids of items being downloaded now
+
+    def __repr__(self) -> str:
+        return f"<Downloader queued={self.queue.qsize()} active={sorted(self._active)[:8]}>"
+
+    def enqueue(self, item: Item) -> None:
+        self.queue.put_nowait(item)
+
+    async def worker(self) -> None:
+        while True:
+            item = await self.queue.get()
+            self._active.add(item.id)
+            try:
+                await self.download(item)
+            finally:
+                self._active.discard(item.id)
+
+    async def download(self, item: Item) -> None:
+        """Fetch until the video is verified, or the tries run out (`outcomes.download_exhausted`)."""
+        ctx = self.ctx
+        url = item.result_url or ""
+        last, failures, tries = "no attempt", 0, 0
+        while not download_exhausted(failures, tries, ctx.config.download_attempts):
+            tries += 1
+            had = part_size(self._part(item))
+            try:
+                size, digest = await self._fetch(item, url)
+            except KieError as e:
+                step, failures = after_download_error(e, progressed=part_size(self._part(item)) > had,
+                                                      failures=failures)
+                last = e.message
+                if step is AfterDownload.REFRESH:
+                    try:
+                        url = await ctx.client.fresh_download_url(item.result_url or url)
+                        log.info("item %s: result link refused (%s); using a fresh link", item.id, e.message)
+                        continue
+                    except AccountRefused as refused:
+                        ctx.refuse(refused, stop_all=True)
+                        return
+                    except KieError as e2:
+                        last = f"{e.message}; refreshing the link failed: {e2.message}"
+                else:
+                    log.info("item %s: download try %d failed: %s", item.id, tries, e.message)
+                await asyncio.sleep(DOWNLOAD.delay(failures, ctx.config.poll.scale))
+                continue
+            ctx.ledger.advance(item, State.SUCCEEDED, video=video_name(item.id), bytes=size,
+                               sha256=digest, fail_code=None, fail_msg=None, finished_at=now_iso())
+            ctx.stats.bytes_downloaded += size
+            ctx.rest(item)
+            return
+        ctx.ledger.advance(item, State.FAILED, fail_code="download_failed",
+                           fail_msg=f"download failed {tries} times: {last}; "
+                                    "`batch-engine retry` downloads it again without a new task",
+                           finished_at=now_iso())
+        ctx.rest(item)
+
+    def _part(self, item: Item) -> Path:
+        return part_path(self.ctx.config.out_dir, item.id, item.task_id or "")
+
+    async def _fetch(self, item: Item, url: str) -> tuple[int, str]:
+        if not self.partial_dir.is_dir():
+            self.partial_dir.mkdir(parents=True, exist_ok=True)
+        part = self._part(item)
+        have = part_size(part)
+        try:
+            async with self.ctx.client.open_file(url, offset=have) as stream:
+                size, digest, head = await write_part(part, stream.start, stream.chunks)
+                total, content_type = stream.total, stream.content_type
+        except RangeNotSatisfiable as e:
+            if e.total != have:  # the part is not the whole file: start over
+                await aiofiles.os.remove(part)
+                raise
+            digest = hashlib.sha256()  # killed after the last byte, before the rename
+            head = await hash_file(part, digest)
+            size, total, content_type = have, e.total, ""
+        try:
+            verify(item.id, head, size, total, content_type)
+        except BadVideo:
+            await aiofiles.os.remove(part)
+            raise
+        await asyncio.to_thread(publish, part, self.ctx.config.out_dir / video_name(item.id))
+        return size, digest.hexdigest()

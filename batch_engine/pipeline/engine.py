@@ -1,0 +1,170 @@
+"""The engine: carry out a plan by running the stages until every item of the run rests.
+
+Collaborators, in pipeline order: `plan` (pure: what each item needs), `submit.Submitter`
+(creates, through the create gate), `poll.Poller` (recordInfo, and callbacks through
+`provider.callbacks`), `download.Downloader` (result files), all sharing one `context.Context`
+(config, ledger, client, gate, counters). Each stage is handed the next stage's `enqueue`; none
+of them imports this module. They run as workers of one `asyncio.TaskGroup`; the run ends when
+every item has come to rest (`Context.rest`). Ctrl-C arrives as cancellation: every state change
+is already in the ledger, so the next run resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable
+from urllib.parse import urlsplit
+
+from batch_engine.config import Config
+from batch_engine.pipeline.context import Context, RunStats
+from batch_engine.pipeline.download import Downloader
+from batch_engine.pipeline.plan import Plan, Step, recent_creates
+from batch_engine.pipeline.poll import Poller
+from batch_engine.pipeline.submit import Submitter
+from batch_engine.provider.callbacks import CallbackReceiver
+from batch_engine.provider.client import KieClient
+from batch_engine.states import State
+from batch_engine.store.folder import set_aside
+from batch_engine.store.ledger import Item, Ledger, LedgerError
+
+log = logging.getLogger(__name__)
+Watch = Callable[["Run"], Awaitable[None]]  # runs beside the workers (a progress display)
+
+
+class Run:
+    """One run: the context and the three stages, wired to hand items on to each other."""
+
+    def __init__(self, config: Config, ledger: Ledger, client: KieClient) -> None:
+        self.ctx = Context(config, ledger, client)
+        self.downloader = Downloader(self.ctx)
+        self.poller = Poller(self.ctx, self.downloader.enqueue, callbacks=config.callback_url is not None)
+        self.submitter = Submitter(self.ctx, self.poller.track)
+        self.callbacks: CallbackReceiver | None = None
+        if config.callback_url is not None and config.listen is not None:
+            path = urlsplit(config.callback_url).path or "/"
+            self.callbacks = CallbackReceiver(*config.listen, path, config.webhook_hmac_key,
+                                              on_callback=self._on_callback)
+
+    def __repr__(self) -> str:
+        return f"<Run {self.ctx!r}\n  {self.submitter!r}\n  {self.poller!r}\n  {self.downloader!r}>"
+
+    # what the report and the CLI read
+    config = property(lambda self: self.ctx.config)
+    stats = property(lambda self: self.ctx.stats)
+    items = property(lambda self: self.ctx.items)
+    refused = property(lambda self: self.ctx.refused)
+
+    def start(self, items: list[Item]) -> None:
+        """Queue each item at the stage its state says (after `apply_plan`)."""
+        self.ctx.gate.seed(recent_creates(items, time.time(), self.ctx.config.rate.window))
+        for item in items:
+            self.ctx.items.append(item)
+            if item.state in (State.SUCCEEDED, State.FAILED):
+                continue
+            self.ctx.expect(item)
+            if item.state in (State.PENDING, State.SUBMITTING):
+                self.submitter.enqueue(item)
+            elif item.state is State.RUNNING:
+                self.poller.track(item, delay=0.0)
+            else:
+                self.downloader.enqueue(item)
+
+    async def execute(self, watch: Watch | None = None) -> None:
+        if self.ctx.outstanding == 0:
+            return
+        if self.callbacks is not None:
+            await self.callbacks.start()
+        try:
+            await self._work(watch)
+        finally:
+            if self.callbacks is not None:
+                await self.callbacks.stop()
+
+    async def _work(self, watch: Watch | None) -> None:
+        config = self.ctx.config
+        try:
+            async with asyncio.TaskGroup() as tg:
+                workers = [tg.create_task(self.poller.scheduler())]
+                if watch is not None:
+                    workers.append(tg.create_task(watch(self)))
+                workers += [tg.create_task(self.submitter.worker()) for _ in range(config.create_workers)]
+                workers += [tg.create_task(self.poller.worker()) for _ in range(self.poller.workers)]
+                workers += [tg.create_task(self.downloader.worker()) for _ in range(config.download_workers)]
+                await self.ctx.finished()
+                for worker in workers:
+                    worker.cancel()
+        except BaseExceptionGroup as group:
+            # a stage that cannot write the ledger or a video stops the run with a plain message
+            storage = group.subgroup((LedgerError, OSError))
+            if storage is not None:
+                error = _first(storage)
+                if isinstance(error, OSError):
+                    error = LedgerError(f"cannot write in {config.out_dir}: "
+                                        f"{error.strerror or error}; the ledger is consistent up to here")
+                raise error from None
+            raise
+
+    def _on_callback(self, task_id: str, info: object | None) -> bool:
+        """A callback named `task_id`: apply a verified body, or look at the task now. False
+        when no task of this run has that id."""
+        item = self.poller.item_for_task(task_id)
+        if item is None:
+            return False
+        if info is not None:
+            self.poller.apply(item, info)  # type: ignore[arg-type]
+        else:
+            self.poller.poll_soon(item.id)
+        return True
+
+
+def apply_plan(ledger: Ledger, plan: Plan, stats: RunStats) -> list[Item]:
+    """Record what the plan decided, before any request: new items added, edited ones reset
+    (their old video set aside), lost videos and `retry`'s failures put back to work. Returns
+    the plan's items in its order."""
+    items = []
+    for decision in plan.decisions:
+        item = ledger.items.get(decision.item_id)
+        step = decision.step
+        if step is Step.NEW:
+            item = ledger.add(Item(id=decision.item_id, request=decision.request or {},
+                                   fingerprint=decision.fingerprint or ""))
+        elif step is Step.REMAKE:
+            assert item is not None
+            stats.changed += 1
+            set_aside(ledger.out_dir, item.id, item.task_id, item.sha256)
+            log.warning("item %s: changed in the manifest since the last run (%s); it will be "
+                        "made again", item.id, ", ".join(decision.changed))
+            ledger.advance(item, State.PENDING, request=decision.request, fingerprint=decision.fingerprint,
+                           task_id=None, provider_state=None, result_url=None, video=None, bytes=None,
+                           sha256=None, fail_code=None, fail_msg=None, finished_at=None)
+        elif step in (Step.REFETCH, Step.RECREATE):
+            assert item is not None
+            log.warning("item %s: its video is missing or damaged; fetching it again", item.id)
+            ledger.advance(item, State.DOWNLOADING if step is Step.REFETCH else State.PENDING)
+        elif step is Step.REOPEN_DOWNLOAD:
+            assert item is not None
+            ledger.advance(item, State.DOWNLOADING, fail_code=None, fail_msg=None)
+        elif step is Step.REOPEN_CREATE:
+            assert item is not None
+            ledger.advance(item, State.PENDING, task_id=None, provider_state=None)
+        assert item is not None
+        items.append(item)
+    return items
+
+
+async def run_plan(config: Config, ledger: Ledger, make_plan: Callable[[], Plan], *,
+                   watch: Watch | None = None) -> Run:
+    """Open the client, record the plan, and run its items to rest."""
+    async with KieClient(config.base_url, config.api_key, user_agent=config.user_agent,
+                         timeout=config.request_timeout) as client:
+        run = Run(config, ledger, client)
+        run.start(apply_plan(ledger, make_plan(), run.stats))
+        await run.execute(watch)
+        return run
+
+
+def _first(group: BaseExceptionGroup) -> BaseException:
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first

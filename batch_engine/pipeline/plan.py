@@ -1,0 +1,129 @@
+"""Decide, before acting, what each item of a run needs: a pure function of the ledger, the
+manifest and the output folder's file sizes. The engine carries the plan out; a dry run, a budget
+or a shard can read it first.
+
+The rules: an item not in the ledger is new; one whose manifest entry changed (prompt, images,
+flags) is made again (its old video set aside); a succeeded item whose video is intact is skipped,
+one whose video is gone is downloaded again from its result URL (created again only when there is
+none); a failed item stays failed until `retry`, which downloads again a task that succeeded and
+creates anew one that failed; anything else resumes where the ledger says it stands.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Iterable, Mapping, Sequence
+
+from batch_engine.catalog.manifest import ItemSpec, fingerprint
+from batch_engine.states import State
+from batch_engine.store.folder import video_name
+from batch_engine.store.ledger import Item
+
+
+class Step(StrEnum):
+    NEW = "new"                    # not in the ledger: add it, then create its task
+    REMAKE = "remake"              # changed in the manifest: set the old video aside, create again
+    CREATE = "create"              # pending, or a create was never answered: create (again)
+    POLL = "poll"                  # its task is running: follow it
+    DOWNLOAD = "download"          # its task succeeded: download the video
+    REFETCH = "refetch"            # succeeded, but the video is gone: download it again
+    RECREATE = "recreate"          # succeeded, video gone, no result URL known: create again
+    REOPEN_DOWNLOAD = "reopen_download"  # retry: a failed download of a task that succeeded
+    REOPEN_CREATE = "reopen_create"      # retry: a task that failed: create anew
+    SKIP = "skip"                  # succeeded, video intact
+    KEEP_FAILED = "keep_failed"    # failed: stays failed until `retry`
+
+    @property
+    def creates(self) -> bool:
+        """Whether this step may send a createTask (and so cost credits)."""
+        return self in _CREATING
+
+
+_CREATING = frozenset({Step.NEW, Step.REMAKE, Step.CREATE, Step.RECREATE, Step.REOPEN_CREATE})
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    item_id: str
+    step: Step
+    request: dict[str, Any] | None = None   # NEW and REMAKE: the createTask body to record
+    fingerprint: str | None = None          # ... and its digest
+    changed: tuple[str, ...] = ()           # REMAKE: the input fields that changed
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    decisions: tuple[Decision, ...]
+
+    def counts(self) -> Counter[Step]:
+        return Counter(decision.step for decision in self.decisions)
+
+    @property
+    def creates(self) -> int:
+        """Items that will need a createTask: an upper bound on what the run may pay for."""
+        return sum(1 for decision in self.decisions if decision.step.creates)
+
+
+def plan_manifest(known: Mapping[str, Item], specs: Sequence[ItemSpec], files: Mapping[str, int]) -> Plan:
+    """The plan for `run`: the manifest's items in its order. `known` is the ledger's items by id,
+    `files` the sizes of the files in the output folder by name."""
+    decisions = []
+    for spec in specs:
+        request = spec.request()
+        digest = fingerprint(request)
+        item = known.get(spec.id)
+        if item is None:
+            decisions.append(Decision(spec.id, Step.NEW, request, digest))
+        elif item.fingerprint != digest:
+            decisions.append(Decision(spec.id, Step.REMAKE, request, digest,
+                                      changed_fields(item.request, request)))
+        else:
+            decisions.append(Decision(spec.id, resume_step(item, files)))
+    return Plan(tuple(decisions))
+
+
+def plan_retry(known: Mapping[str, Item], files: Mapping[str, int]) -> Plan:
+    """The plan for `retry`: every item of the ledger, from the ledger alone."""
+    decisions = []
+    for item in known.values():
+        if item.state is State.FAILED:
+            step = Step.REOPEN_DOWNLOAD if item.result_url and item.task_id else Step.REOPEN_CREATE
+        else:
+            step = resume_step(item, files)
+        decisions.append(Decision(item.id, step))
+    return Plan(tuple(decisions))
+
+
+def resume_step(item: Item, files: Mapping[str, int]) -> Step:
+    """What an item the manifest did not change needs, from its state in the ledger."""
+    if item.state is State.SUCCEEDED:
+        if files.get(item.video or video_name(item.id)) == item.bytes:
+            return Step.SKIP
+        return Step.REFETCH if item.result_url else Step.RECREATE
+    return {State.FAILED: Step.KEEP_FAILED, State.RUNNING: Step.POLL,
+            State.DOWNLOADING: Step.DOWNLOAD}.get(item.state, Step.CREATE)
+
+
+def recent_creates(items: Iterable[Item], now: float, window: float) -> list[float]:
+    """Seconds ago that each create of an earlier run went out, for those inside the current
+    window: the create gate counts them. A create left unanswered reached the provider, if at
+    all, before this run began: it is counted as just now."""
+    recent = []
+    for item in items:
+        if not (item.attempts and item.submitted_at):
+            continue
+        try:
+            ago = now - datetime.fromisoformat(item.submitted_at).timestamp()
+        except ValueError:
+            continue
+        if ago <= window:
+            recent.append(0.0 if item.state is State.SUBMITTING else max(ago, 0.0))
+    return recent
+
+
+def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> tuple[str, ...]:
+    old_in, new_in = old.get("input", {}), new.get("input", {})
+    return tuple(sorted(k for k in old_in.keys() | new_in.keys() if old_in.get(k) != new_in.get(k))) or ("model",)

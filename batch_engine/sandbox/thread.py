@@ -1,0 +1,35 @@
+"""The sandbox on its own event loop in a background thread, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from batch_engine.sandbox.server import Sandbox
+from batch_engine.sandbox.settings import SandboxSettings
+
+
+class SandboxThread:
+    """The sandbox on its own event loop in a background thread (tests, benchmarks)."""
+
+    def __init__(self, settings: SandboxSettings | None = None) -> None:
+        self.sandbox = Sandbox(settings)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> Sandbox:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.sandbox.start(), self._loop).result(timeout=10)
+        return self.sandbox
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.sandbox.stop(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def call(self, fn, *args):
+        """Run `fn(*args)` on the sandbox's loop (to change settings or read stats safely)."""
+        async def wrapper():
+            return fn(*args)
+        return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(timeout=10)

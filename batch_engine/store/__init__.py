@@ -1,0 +1,1 @@
+"""What the engine keeps on disk: the ledger (every state change) and the output folder's files."""

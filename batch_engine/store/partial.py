@@ -1,0 +1,83 @@
+"""Downloads in progress: bytes streamed into a part file under `.partial/`, hashed on the way.
+
+At most WRITE_BLOCK bytes are held in memory; a resumed download hashes what the part already
+holds, then appends. The stage (`pipeline.download`) decides what the bytes are; this only
+writes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+from typing import AsyncIterator
+
+import aiofiles
+
+HEAD = 64  # bytes kept from the start of a file, to check what it is
+WRITE_BLOCK = 1024 * 1024  # bytes held before a write: the most a download keeps in memory
+
+
+def part_size(part: Path) -> int:
+    try:
+        return part.stat().st_size
+    except OSError:
+        return 0
+
+
+async def write_part(part: Path, start: int, chunks: AsyncIterator[bytes]) -> tuple[int, "hashlib._Hash", bytes]:
+    """Write what the host sends to the part file (after what it holds, when resuming),
+    hashing it and keeping the file's first bytes; fsync before returning. Bytes are written
+    in blocks of WRITE_BLOCK through aiofiles; a file smaller than one block is written by a
+    single thread job (each aiofiles call is a trip to a thread, and a catalog has many)."""
+    digest = hashlib.sha256()
+    head = await hash_file(part, digest) if start else b""
+    size = start
+    pending = bytearray()
+    file = None
+    try:
+        async for chunk in chunks:
+            pending += chunk
+            digest.update(chunk)
+            if len(head) < HEAD:
+                head += chunk[: HEAD - len(head)]
+            size += len(chunk)
+            if len(pending) >= WRITE_BLOCK:
+                if file is None:
+                    file = await aiofiles.open(part, "r+b" if start else "wb", buffering=0)
+                    await file.seek(start)
+                    await file.truncate()
+                await file.write(bytes(pending))
+                pending.clear()
+        if file is None:
+            data, pending = bytes(pending), bytearray()
+            await asyncio.to_thread(_write_all, part, start, data)
+        else:
+            await file.write(bytes(pending))
+            await asyncio.to_thread(os.fsync, file.fileno())
+    finally:
+        if file is not None:
+            await file.close()
+        elif pending:  # cut off before the first block: keep what came, for a Range resume
+            await asyncio.to_thread(_write_all, part, start, bytes(pending))
+    return size, digest, head
+
+
+def _write_all(part: Path, start: int, data: bytes) -> None:
+    with open(part, "r+b" if start else "wb") as f:
+        f.seek(start)
+        f.truncate()
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+async def hash_file(path: Path, digest: "hashlib._Hash") -> bytes:
+    """Feed a file to `digest`; return its first bytes."""
+    head = b""
+    async with aiofiles.open(path, "rb") as f:
+        while chunk := await f.read(1024 * 1024):
+            digest.update(chunk)
+            head = head or chunk[:HEAD]
+    return head
