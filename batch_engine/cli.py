@@ -27,6 +27,8 @@ from batch_engine.config import DEFAULT_BASE_URL, Config, PollSettings, Rate
 from batch_engine.catalog.manifest import ManifestError, load_manifest
 from batch_engine.pipeline.engine import Run, run_plan
 from batch_engine.pipeline.plan import Plan, plan_manifest, plan_retry
+from batch_engine.sandbox import Sandbox, SandboxSettings
+from batch_engine.sandbox.command import add_arguments as add_sandbox_arguments, serve as serve_sandbox
 from batch_engine.report.console import live_progress, progress_lines, status_json, status_table, summary
 from batch_engine.store.folder import file_sizes
 from batch_engine.store.ledger import LEDGER_NAME, Ledger, LedgerError, LedgerLocked, read_items
@@ -138,8 +140,6 @@ def _show_state_on_usr1(run: Run, console: Console) -> None:
 
 
 async def _start_demo_sandbox(stack: AsyncExitStack, config: Config, console: Console) -> Config:
-    from batch_engine.sandbox import Sandbox, SandboxSettings
-
     sandbox = Sandbox(SandboxSettings(api_key=config.api_key, gen_time=(2.0, 5.0), fail_rate=0.0))
     await sandbox.start()
     stack.push_async_callback(sandbox.stop)
@@ -204,48 +204,10 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
 
 # -- sandbox ----------------------------------------------------------------------------------
 def cmd_sandbox(args: argparse.Namespace, console: Console) -> int:
-    from batch_engine.sandbox import Faults, Sandbox, SandboxSettings
-
     try:
-        rate = Rate.parse(args.rate)
-        poll_cap = Rate.parse(args.poll_cap) if args.poll_cap else None
-        low, _, high = args.gen_time.partition("-")
-        gen_time = (float(low), float(high or low))
-        faults = Faults(seed=args.seed, **dict(_fault(text) for text in args.fault))
-    except (ValueError, TypeError) as e:
+        return serve_sandbox(args, console)
+    except ValueError as e:
         raise UsageError(f"sandbox: {e}") from None
-
-    async def serve() -> None:
-        sandbox = Sandbox(SandboxSettings(api_key=args.key, rate=rate, gen_time=gen_time,
-                                          fail_rate=args.fail_rate, seed=args.seed, faults=faults,
-                                          window_kind=args.window, expire_links=args.expire_links,
-                                          limit_style=args.limit_style, retry_after=args.retry_after,
-                                          poll_cap=poll_cap,
-                                          times=args.times))
-        await sandbox.start(args.host, args.port, args.files_port)
-        console.print(f"sandbox API at {sandbox.base_url}, files at {sandbox.files_url}\n"
-                      f"  export KIE_BASE_URL={sandbox.base_url} KIE_API_KEY={args.key}", highlight=False)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await sandbox.stop()
-
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        console.print("sandbox stopped")
-    return OK
-
-
-def _fault(text: str) -> tuple[str, float | int]:
-    from batch_engine.sandbox import Faults
-
-    name, _, value = text.partition("=")
-    name = name.strip().replace("-", "_")
-    if name not in Faults.__dataclass_fields__ or name == "seed" or not value:
-        known = ", ".join(f for f in Faults.__dataclass_fields__ if f != "seed")
-        raise ValueError(f"--fault {text!r}: expected NAME=VALUE with NAME one of {known}")
-    return name, int(value) if name in ("refuse_code", "refuse_after") else float(value)
 
 
 # -- plumbing ---------------------------------------------------------------------------------
@@ -290,25 +252,6 @@ def _parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=cmd_status)
 
     sandbox = sub.add_parser("sandbox", help="serve a local stand-in for kie.ai (for trying things out)")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8787)
-    sandbox.add_argument("--files-port", type=int, default=8788)
-    sandbox.add_argument("--key", default="sandbox-key", help="the API key it accepts")
-    sandbox.add_argument("--rate", default="20/10s")
-    sandbox.add_argument("--gen-time", default="2-6", help="seconds a task takes, e.g. 2-6")
-    sandbox.add_argument("--fail-rate", type=float, default=0.0)
-    sandbox.add_argument("--limit-style", choices=("status", "body"), default="status")
-    sandbox.add_argument("--retry-after", action="store_true", help="send Retry-After with 429s")
-    sandbox.add_argument("--poll-cap", metavar="N/Ws", help="also answer recordInfo with 429 over this rate")
-    sandbox.add_argument("--window", choices=("sliding", "fixed"), default="sliding",
-                         help="how the create cap is counted")
-    sandbox.add_argument("--expire-links", action="store_true",
-                         help="result URLs answer 403 until refreshed through download-url")
-    sandbox.add_argument("--fault", action="append", default=[], metavar="NAME=RATE",
-                         help="inject a fault, e.g. --fault drop=0.05 --fault truncate=0.1 "
-                              "--fault unknown_for=2 --fault refuse_code=402 (repeatable)")
-    sandbox.add_argument("--times", choices=("ms", "seconds", "none"), default="ms",
-                         help="how recordInfo reports createTime/completeTime/costTime")
-    sandbox.add_argument("--seed", type=int, default=0, help="seeds task outcomes and faults")
+    add_sandbox_arguments(sandbox)
     sandbox.set_defaults(handler=cmd_sandbox)
     return parser

@@ -60,8 +60,8 @@ class ManifestError(Exception):
         self.problems = problems
 
 
-def load_manifest(path: Path) -> list[ItemSpec]:
-    problems: list[str] = []
+def _parse(path: Path) -> tuple[yaml.Node | None, Any]:
+    """The manifest's YAML node tree and its data; ManifestError if it cannot be read."""
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -87,7 +87,12 @@ def load_manifest(path: Path) -> list[ItemSpec]:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         reason = getattr(e, "problem", None) or str(e)
         raise ManifestError(path, [f"{where}YAML syntax error: {reason}"]) from None
+    return node, data
 
+
+def load_manifest(path: Path) -> list[ItemSpec]:
+    problems: list[str] = []
+    node, data = _parse(path)
     if node is not None:
         _duplicate_keys(node, problems)
     if data is None:
