@@ -23,10 +23,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from batch_engine import __version__, logs
-from batch_engine.config import DEFAULT_BASE_URL, Config, PollSettings, Rate
+from batch_engine.config import (DEFAULT_BASE_URL, Config, PollSettings, Rate, check_positive, check_secret,
+                                 check_url, parse_listen)
 from batch_engine.catalog.manifest import ManifestError, load_manifest
 from batch_engine.pipeline.engine import Run, run_plan
 from batch_engine.pipeline.plan import Plan, plan_manifest, plan_retry
+from batch_engine.provider.callbacks import CannotListen
 from batch_engine.sandbox import Sandbox, SandboxSettings
 from batch_engine.sandbox.command import add_arguments as add_sandbox_arguments, serve as serve_sandbox
 from batch_engine.report.console import live_progress, progress_lines, status_json, status_table, summary
@@ -44,6 +46,7 @@ class UsageError(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` prints where a stuck run is
+    logging.raiseExceptions = False  # a log that cannot be written (disk full) is not a traceback
     args = _parser().parse_args(argv)
     console = Console(stderr=True, soft_wrap=True)
     logs.to_console(console, verbose=getattr(args, "verbose", False))
@@ -72,7 +75,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         for problem in e.problems:
             console.print(f"  {problem}", markup=False, highlight=False)
         return BAD_INPUT
-    return _execute(args, console, lambda ledger: plan_manifest(ledger.items, specs, file_sizes(ledger.out_dir)))
+    return _execute(args, console, lambda ledger: plan_manifest(ledger.items, specs, file_sizes(ledger.out_dir),
+                                                                 ledger.damaged))
 
 
 def cmd_retry(args: argparse.Namespace, console: Console) -> int:
@@ -85,6 +89,11 @@ def _execute(args: argparse.Namespace, console: Console, make_plan: Callable[[Le
     config = _config(args, console)
     ledger = Ledger(config.out_dir)
     try:
+        config.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot use the output folder {config.out_dir}: {e.strerror or e}") from None
+    logs.to_file(config.out_dir, [k for k in (config.api_key, config.webhook_hmac_key) if k])
+    try:
         ledger.open()
     except LedgerLocked as e:
         console.print(f"[red]error:[/] {escape(str(e))}")
@@ -92,12 +101,14 @@ def _execute(args: argparse.Namespace, console: Console, make_plan: Callable[[Le
     except LedgerError as e:  # nothing was sent: the folder cannot be used
         console.print(f"[red]error:[/] {escape(str(e))}")
         return BAD_INPUT
-    logs.to_file(config.out_dir, [k for k in (config.api_key, config.webhook_hmac_key) if k])
     try:
         run = asyncio.run(_run_async(config, ledger, make_plan, console, args))
     except LedgerError as e:
         console.print(f"[red]error:[/] {escape(str(e))}")
         return SOME_FAILED
+    except CannotListen as e:  # bound before anything was sent
+        console.print(f"[red]error:[/] {escape(str(e))}; nothing was sent")
+        return BAD_INPUT
     finally:
         ledger.close()
     if run is None:
@@ -106,7 +117,8 @@ def _execute(args: argparse.Namespace, console: Console, make_plan: Callable[[Le
     if run.refused is not None:
         console.print(f"[red]account refused ({run.refused.code}):[/] {run.refused.advice}")
         return REFUSED
-    return OK if all(item.state is State.SUCCEEDED for item in run.items) else SOME_FAILED
+    done = all(item.state is State.SUCCEEDED for item in run.items) and not run.stats.damaged
+    return OK if done else SOME_FAILED
 
 
 async def _run_async(config: Config, ledger: Ledger, make_plan: Callable[[Ledger], Plan],
@@ -151,38 +163,40 @@ async def _start_demo_sandbox(stack: AsyncExitStack, config: Config, console: Co
 
 
 def _config(args: argparse.Namespace, console: Console) -> Config:
-    key = os.environ.get("KIE_API_KEY", "").strip()
+    try:
+        return _checked_config(args, console)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _checked_config(args: argparse.Namespace, console: Console) -> Config:
+    """The run's Config from the environment and the options; ValueError names what is wrong."""
+    key = check_secret("KIE_API_KEY", os.environ.get("KIE_API_KEY", "").strip())
     base = os.environ.get("KIE_BASE_URL", "").strip()
     args.sandbox = False
     if not key:
         if base:
-            raise UsageError("KIE_BASE_URL is set but KIE_API_KEY is not: set the key for that provider")
+            raise ValueError("KIE_BASE_URL is set but KIE_API_KEY is not: set the key for that provider")
         key, args.sandbox = "sandbox-key", True
-    try:
-        rate = Rate.parse(args.rate)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    if args.poll_rate <= 0:
-        raise UsageError("--poll-rate must be a positive number of polls per second")
+    base = check_url("KIE_BASE_URL", base) if base else DEFAULT_BASE_URL
+    rate = Rate.parse(args.rate)
+    for option in ("poll_rate", "time_scale", "task_timeout", "request_timeout", "download_stall"):
+        check_positive("--" + option.replace("_", "-"), getattr(args, option))
     poll = PollSettings(scale=args.time_scale, task_timeout=args.task_timeout * 60,
                         polls_per_second=args.poll_rate)
     listen = None
     if args.callback_url:
-        parts = urlsplit(args.callback_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError(f"--callback-url {args.callback_url!r} is not an http(s) URL")
-        host, _, port = (args.listen or f"127.0.0.1:{parts.port or 8080}").rpartition(":")
-        if not port.isdigit() or not host:
-            raise UsageError(f"--listen {args.listen!r} is not HOST:PORT")
-        listen = (host.strip("[]"), int(port))
+        port = urlsplit(check_url("--callback-url", args.callback_url)).port
+        listen = parse_listen(args.listen or f"127.0.0.1:{port or 8080}")
     elif args.listen:
-        raise UsageError("--listen needs --callback-url (the address kie.ai should call)")
-    hmac_key = os.environ.get("KIE_WEBHOOK_HMAC_KEY", "").strip() or None
+        raise ValueError("--listen needs --callback-url (the address kie.ai should call)")
+    hmac_key = check_secret("KIE_WEBHOOK_HMAC_KEY", os.environ.get("KIE_WEBHOOK_HMAC_KEY", "").strip()) or None
     logs.redact(key)
     if hmac_key:
         logs.redact(hmac_key)
-    return Config(api_key=key, out_dir=Path(args.out), base_url=base or DEFAULT_BASE_URL,
+    return Config(api_key=key, out_dir=Path(args.out), base_url=base,
                   rate=rate, poll=poll, request_timeout=args.request_timeout,
+                  download_stall=args.download_stall,
                   show_progress=console.is_terminal and not args.quiet,
                   callback_url=args.callback_url, listen=listen, webhook_hmac_key=hmac_key)
 
@@ -193,12 +207,14 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     if not (out / LEDGER_NAME).exists():
         raise UsageError(f"no ledger in {out} (looked for {out / LEDGER_NAME})")
     items = read_items(out).values()
+    secrets = tuple(k for k in (os.environ.get("KIE_API_KEY", "").strip(),
+                                os.environ.get("KIE_WEBHOOK_HMAC_KEY", "").strip()) if k)
     if args.json:  # one item a line: readable, and quick to write for 100,000 items
-        report = status_json(out, items)
+        report = status_json(out, items, secrets)
         rows = ",\n  ".join(json.dumps(row, ensure_ascii=False) for row in report["items"])
         sys.stdout.write(f'{{"items": [\n  {rows}\n],\n "counts": {json.dumps(report["counts"])}}}\n')
     else:
-        status_table(items, Console())
+        status_table(items, Console(), secrets=secrets)
     return OK
 
 
@@ -226,6 +242,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="at most N recordInfo calls per second, all tasks together (default 25)")
         p.add_argument("--request-timeout", type=float, default=60.0, metavar="SECONDS",
                        help="give up waiting for one API answer after this long (default 60)")
+        p.add_argument("--download-stall", type=float, default=60.0, metavar="SECONDS",
+                       help="cut a download that brings under 1 KiB in this long, and resume it (default 60)")
         # for tests and demos: multiplies poll intervals and retry back-offs
         p.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
         p.add_argument("--callback-url", metavar="URL",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from batch_engine import __version__
 
@@ -59,9 +61,47 @@ class Config:
     create_workers: int = 4
     download_workers: int = 4
     download_attempts: int = 8  # tries without progress before an item's download is failed
+    download_stall: float = 60.0  # seconds a download may bring under 1 KiB before it is cut
+    max_video_bytes: int = 4 * 1024**3  # the most a result file may hold
     request_timeout: float = 60.0
     show_progress: bool = False
     user_agent: str = USER_AGENT
     callback_url: str | None = None          # sent as callBackUrl with every create
     listen: tuple[str, int] | None = None    # where the callback receiver listens
     webhook_hmac_key: str | None = field(default=None, repr=False)
+
+
+# -- checks of what the user typed (the CLI turns each ValueError into exit 2, before any request)
+def check_url(name: str, text: str) -> str:
+    """An http(s) URL with a host and a possible port, no credentials, no white space."""
+    try:
+        parts = urlsplit(text)
+        parts.port  # raises ValueError for a port that cannot be
+    except ValueError:
+        raise ValueError(f"{name} {text!r} has an impossible port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{name} {text!r} is not an http(s) URL")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{name} must not hold a user name or password")
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise ValueError(f"{name} {text!r} holds white space or a control character")
+    return text
+
+
+def check_secret(name: str, value: str) -> str:
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError(f"{name} holds white space or a control character (a copy-paste accident?)")
+    return value
+
+
+def check_positive(name: str, value: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number, not {value}")
+    return value
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not host or not 1 <= int(port) <= 65535:
+        raise ValueError(f"--listen {text!r} is not HOST:PORT with a port from 1 to 65535")
+    return host.strip("[]"), int(port)

@@ -72,3 +72,11 @@ class RangeNotSatisfiable(KieError):
 
 class BadVideo(KieError):
     """A downloaded file failed verification (length, MP4 signature)."""
+
+
+class TaskFailed(KieError):
+    """recordInfo answered that the task itself failed (408: the model gave nothing for 10+ minutes)."""
+
+
+class Stalled(Transient):
+    """A download made too little progress for too long: cut, to be resumed with Range."""

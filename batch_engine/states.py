@@ -22,7 +22,7 @@ _ALLOWED: dict[State, frozenset[State]] = {
     State.RUNNING: frozenset({State.RUNNING, State.DOWNLOADING, State.FAILED, State.PENDING}),
     State.DOWNLOADING: frozenset({State.DOWNLOADING, State.SUCCEEDED, State.FAILED, State.PENDING}),
     State.SUCCEEDED: frozenset({State.PENDING, State.DOWNLOADING}),
-    State.FAILED: frozenset({State.PENDING, State.DOWNLOADING}),
+    State.FAILED: frozenset({State.PENDING, State.DOWNLOADING, State.RUNNING}),
 }
 
 

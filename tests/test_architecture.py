@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LINT = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
+LINT = str(Path(sys.executable).with_name("lint-imports"))  # beside the Python running the tests
+if not Path(LINT).exists():
+    LINT = shutil.which("lint-imports") or LINT
 
 
 def lint(tree: Path) -> subprocess.CompletedProcess:

@@ -6,7 +6,7 @@ import email.utils
 
 import pytest
 
-from batch_engine.provider.client import TaskInfo, classify, parse_retry_after
+from batch_engine.provider.answers import TaskInfo, classify, parse_retry_after
 from batch_engine.errors import (AccountRefused, Maintenance, RateLimited, Rejected, TaskUnknown,
                                  Transient)
 

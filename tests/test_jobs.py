@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import cli_env, write_manifest
@@ -12,6 +13,7 @@ JOB = Path(__file__).resolve().parent.parent / "jobs" / "nightly-catalog.sh"
 
 
 def run_job(env: dict[str, str]) -> subprocess.CompletedProcess:
+    env = {**env, "PYTHON": sys.executable}  # the Python running the tests has the package
     return subprocess.run(["bash", str(JOB)], env=env, capture_output=True, text=True, timeout=120)
 
 

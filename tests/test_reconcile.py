@@ -8,7 +8,7 @@ from batch_engine.pipeline.context import RunStats
 from batch_engine.pipeline.engine import apply_plan
 from batch_engine.pipeline.plan import plan_manifest
 from batch_engine.states import State
-from batch_engine.store.folder import PARTIAL_DIR, file_sizes
+from batch_engine.store.folder import PARTIAL_DIR, file_sizes, part_path
 from batch_engine.store.ledger import Ledger
 
 
@@ -29,8 +29,8 @@ def test_an_edited_item_drops_the_half_download_of_its_old_task(tmp_path):
             ledger.advance(item, State.DOWNLOADING, result_url="https://files.example/v.mp4")
     partial = tmp_path / PARTIAL_DIR
     partial.mkdir()
-    (partial / "sku-1.task-sku-1.part").write_bytes(b"half a video")
-    (partial / "sku-2.task-sku-2.part").write_bytes(b"half another")
+    part_path(tmp_path, "sku-1", "task-sku-1").write_bytes(b"half a video")
+    part_path(tmp_path, "sku-2", "task-sku-2").write_bytes(b"half another")
     edited = ItemSpec(id="sku-1", prompt="a watch in the rain", image_url="https://cdn.example.com/1.jpg")
     stats = RunStats()
     with Ledger(tmp_path) as ledger:
@@ -38,4 +38,4 @@ def test_an_edited_item_drops_the_half_download_of_its_old_task(tmp_path):
     assert stats.changed == 1
     assert items[0].state is State.PENDING and items[0].task_id is None
     assert items[1].state is State.DOWNLOADING
-    assert sorted(p.name for p in partial.iterdir()) == ["sku-2.task-sku-2.part"]
+    assert [p.name for p in partial.iterdir()] == [part_path(tmp_path, "sku-2", "task-sku-2").name]

@@ -5,20 +5,20 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
-from batch_engine.config import MODEL
+from batch_engine.config import MODEL, check_url
+from batch_engine.ids import id_key, unsafe_id_reason
+from batch_engine.text import has_unsafe
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
 MAX_PROMPT = 1500
-MAX_ID = 200
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+MAX_ALIAS_GROWTH = 100_000  # nodes that expanding YAML aliases may add to a manifest
 INPUT_FIELDS = ("prompt", "image_url", "end_image_url", "prompt_optimizer", "nsfw_checker")
 ITEM_KEYS = ("id", *INPUT_FIELDS)
 TOP_KEYS = ("defaults", "items")
@@ -79,6 +79,8 @@ def _parse(path: Path) -> tuple[yaml.Node | None, Any]:
         loader = _Loader(text)
         try:
             node = loader.get_single_node()
+            if node is not None and (reason := _alias_bomb(node)):
+                raise ManifestError(path, [reason])
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
@@ -129,9 +131,10 @@ def load_manifest(path: Path) -> list[ItemSpec]:
         spec = _validate_item(entry, defaults, where, problems)
         if spec is None:
             continue
-        first = seen.setdefault(spec.id.casefold(), (spec.id, where))
+        first = seen.setdefault(id_key(spec.id), (spec.id, where))
         if first[1] != where:
-            case = "" if first[0] == spec.id else " (ids differing only in case share one file on macOS and Windows)"
+            case = "" if first[0] == spec.id else \
+                " (ids differing only in case or Unicode form share one file on macOS and Windows)"
             problems.append(f"{where} {spec.id!r}: id: duplicate of {first[1]} {first[0]!r}{case}")
             continue
         specs.append(spec)
@@ -162,6 +165,8 @@ def _validate_item(entry: Any, defaults: dict, where: str, problems: list[str]) 
         problems.append(f"{label}: prompt: is empty")
     elif len(prompt) > MAX_PROMPT:
         problems.append(f"{label}: prompt: is {len(prompt)} characters; at most {MAX_PROMPT}")
+    elif has_unsafe(prompt, allow="\n\t\r"):
+        problems.append(f"{label}: prompt: contains a control or bidirectional-override character")
     image_url = fields.get("image_url")
     if image_url is None:
         problems.append(f"{label}: image_url: missing")
@@ -194,36 +199,17 @@ def _check_id(raw: Any, label: str, problems: list[str]) -> str:
     return ""
 
 
-def unsafe_id_reason(item_id: str) -> str | None:
-    """Why an id cannot safely name a file `<id>.mp4` in the output folder, or None."""
-    if not item_id:
-        return "is empty"
-    if item_id != item_id.strip():
-        return "starts or ends with white space"
-    if len(item_id) > MAX_ID:
-        return f"is {len(item_id)} characters; at most {MAX_ID}"
-    if "/" in item_id or "\\" in item_id:
-        return "contains a path separator ('/' or '\\')"
-    if ".." in item_id:
-        return "contains '..'"
-    if item_id.startswith("."):
-        return "starts with a dot (hidden file)"
-    if any(unicodedata.category(c).startswith("C") for c in item_id):
-        return "contains a control or invisible character"
-    if any(c in '<>:"|?*' for c in item_id):
-        return "contains a character that file systems reject (<>:\"|?*)"
-    return None
-
-
 def _check_url(value: Any, label: str, problems: list[str]) -> None:
     if not isinstance(value, str):
         problems.append(f"{label}: must be a URL (text), not {_kind(value)}")
         return
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        problems.append(f"{label}: {value[:80]!r} is not an http(s) URL")
-    elif value != value.strip() or any(c.isspace() for c in value):
+    if value != value.strip() or any(c.isspace() for c in value):
         problems.append(f"{label}: contains white space")
+        return
+    try:
+        check_url("", value)
+    except ValueError as e:
+        problems.append(f"{label}:{str(e).replace(repr(value), repr(value[:80]))}")
 
 
 def _kind(value: Any) -> str:
@@ -245,11 +231,51 @@ def _item_lines(node: yaml.Node | None) -> list[int]:
     return []
 
 
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _alias_bomb(root: yaml.Node) -> str | None:
+    """Why the document's aliases would blow up (a self-referencing one, or more than
+    MAX_ALIAS_GROWTH nodes added by expanding them), or None. Each node is sized once."""
+    size: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in size:
+            continue
+        children = _children(node)
+        if not children_done:
+            open_nodes.add(key)
+            stack.append((node, True))
+            for child in children:
+                if id(child) in open_nodes:
+                    return f"line {child.start_mark.line + 1}: a YAML alias refers to itself"
+                stack.append((child, False))
+            continue
+        open_nodes.discard(key)
+        size[key] = 1 + sum(size[id(child)] for child in children)
+        if size[key] - len(size) > MAX_ALIAS_GROWTH:
+            return (f"YAML aliases expand to more than {MAX_ALIAS_GROWTH:,} extra nodes (an alias "
+                    "bomb?); write the items out, or use 'defaults:' for shared fields")
+    return None
+
+
 def _duplicate_keys(node: yaml.Node, problems: list[str]) -> None:
-    """PyYAML keeps the last of two equal keys silently; a manifest with one is a typo."""
-    stack = [node]
+    """PyYAML keeps the last of two equal keys silently; a manifest with one is a typo. Each node
+    is looked at once, however many aliases name it."""
+    stack, seen_nodes = [node], set()
     while stack:
         current = stack.pop()
+        if id(current) in seen_nodes:
+            continue
+        seen_nodes.add(id(current))
         if isinstance(current, yaml.MappingNode):
             seen: set[str] = set()
             for key, value in current.value:

@@ -32,6 +32,7 @@ class RunStats:
     not_submitted: int = 0        # left pending because the account was refused
     bytes_downloaded: int = 0
     changed: int = 0              # items whose manifest entry changed since the last run
+    damaged: int = 0              # items left alone: their ledger records cannot be read
     gave_up: dict[str, int] = field(default_factory=dict)  # create errors that outlasted retries
 
 

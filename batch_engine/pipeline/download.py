@@ -21,7 +21,7 @@ from batch_engine.pacing.policy import DOWNLOAD
 from batch_engine.pipeline.context import Context
 from batch_engine.pipeline.outcomes import AfterDownload, after_download_error, download_exhausted
 from batch_engine.states import State
-from batch_engine.store.folder import PARTIAL_DIR, part_path, publish, video_name
+from batch_engine.store.folder import PARTIAL_DIR, move_aside, part_path, publish, real_dir, video_name
 from batch_engine.store.ledger import Item, now_iso
 from batch_engine.store.partial import hash_file, part_size, write_part
 
@@ -114,18 +114,26 @@ class Downloader:
             ctx.stats.bytes_downloaded += size
             ctx.rest(item)
             return
-        ctx.ledger.advance(item, State.FAILED, fail_code="download_failed",
+        ctx.ledger.advance(item, State.FAILED, fail_code="download_failed", retryable=True,
                            fail_msg=f"download failed {tries} times: {last}; "
                                     "`batch-engine retry` downloads it again without a new task",
                            finished_at=now_iso())
         ctx.rest(item)
 
+    def _publish(self, item: Item, part: Path) -> None:
+        """Give the verified video its name; a file that stood there (the user's own, another
+        tool's, or a damaged earlier download) is moved to .replaced/, never overwritten."""
+        moved = move_aside(self.ctx.config.out_dir, item.id)
+        if moved is not None:
+            log.warning("item %s: a file was already at %s; it was moved to %s", item.id,
+                        video_name(item.id), moved)
+        publish(part, self.ctx.config.out_dir / video_name(item.id))
+
     def _part(self, item: Item) -> Path:
         return part_path(self.ctx.config.out_dir, item.id, item.task_id or "")
 
     async def _fetch(self, item: Item, url: str) -> tuple[int, str]:
-        if not self.partial_dir.is_dir():
-            self.partial_dir.mkdir(parents=True, exist_ok=True)
+        real_dir(self.partial_dir)
         part = self._part(item)
         have = part_size(part)
         try:
@@ -144,5 +152,5 @@ class Downloader:
         except BadVideo:
             await aiofiles.os.remove(part)
             raise
-        await asyncio.to_thread(publish, part, self.ctx.config.out_dir / video_name(item.id))
+        await asyncio.to_thread(self._publish, item, part)
         return size, digest.hexdigest()

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 from batch_engine.config import Config
@@ -71,16 +72,20 @@ class Run:
             else:
                 self.downloader.enqueue(item)
 
-    async def execute(self, watch: Watch | None = None) -> None:
-        if self.ctx.outstanding == 0:
-            return
+    @asynccontextmanager
+    async def listening(self) -> AsyncIterator[None]:
+        """The callback receiver bound first: a busy port stops the run before anything is sent."""
         if self.callbacks is not None:
             await self.callbacks.start()
         try:
-            await self._work(watch)
+            yield
         finally:
             if self.callbacks is not None:
                 await self.callbacks.stop()
+
+    async def execute(self, watch: Watch | None = None) -> None:
+        if self.ctx.outstanding:
+            await self._work(watch)
 
     async def _work(self, watch: Watch | None) -> None:
         config = self.ctx.config
@@ -106,17 +111,13 @@ class Run:
                 raise error from None
             raise
 
-    def _on_callback(self, task_id: str, info: object | None) -> bool:
-        """A callback named `task_id`: apply a verified body, or look at the task now. False
-        when no task of this run has that id."""
+    def _on_callback(self, task_id: str) -> bool:
+        """A callback named `task_id`: look at the task now (never trust the body). False when no
+        task of this run has that id."""
         item = self.poller.item_for_task(task_id)
-        if item is None:
-            return False
-        if info is not None:
-            self.poller.apply(item, info)  # type: ignore[arg-type]
-        else:
+        if item is not None:
             self.poller.poll_soon(item.id)
-        return True
+        return item is not None
 
 
 def apply_plan(ledger: Ledger, plan: Plan, stats: RunStats) -> list[Item]:
@@ -127,6 +128,12 @@ def apply_plan(ledger: Ledger, plan: Plan, stats: RunStats) -> list[Item]:
     for decision in plan.decisions:
         item = ledger.items.get(decision.item_id)
         step = decision.step
+        if step is Step.DAMAGED:
+            stats.damaged += 1
+            log.warning("item %s: its records in the ledger cannot be read (%s); it is left alone "
+                        "(nothing is created for it): fix or remove those lines", decision.item_id,
+                        ledger.damaged.get(decision.item_id, "damaged"))
+            continue
         if step is Step.NEW:
             item = ledger.add(Item(id=decision.item_id, request=decision.request or {},
                                    fingerprint=decision.fingerprint or ""))
@@ -145,10 +152,13 @@ def apply_plan(ledger: Ledger, plan: Plan, stats: RunStats) -> list[Item]:
             ledger.advance(item, State.DOWNLOADING if step is Step.REFETCH else State.PENDING)
         elif step is Step.REOPEN_DOWNLOAD:
             assert item is not None
-            ledger.advance(item, State.DOWNLOADING, fail_code=None, fail_msg=None)
+            ledger.advance(item, State.DOWNLOADING, fail_code=None, fail_msg=None, retryable=None)
+        elif step is Step.REREAD:
+            assert item is not None
+            ledger.advance(item, State.RUNNING, fail_code=None, fail_msg=None, retryable=None)
         elif step is Step.REOPEN_CREATE:
             assert item is not None
-            ledger.advance(item, State.PENDING, task_id=None, provider_state=None)
+            ledger.advance(item, State.PENDING, task_id=None, provider_state=None, retryable=None)
         assert item is not None
         items.append(item)
     return items
@@ -158,10 +168,12 @@ async def run_plan(config: Config, ledger: Ledger, make_plan: Callable[[], Plan]
                    watch: Watch | None = None) -> Run:
     """Open the client, record the plan, and run its items to rest."""
     async with KieClient(config.base_url, config.api_key, user_agent=config.user_agent,
-                         timeout=config.request_timeout) as client:
+                         timeout=config.request_timeout, stall=config.download_stall,
+                         max_file_bytes=config.max_video_bytes) as client:
         run = Run(config, ledger, client)
-        run.start(apply_plan(ledger, make_plan(), run.stats))
-        await run.execute(watch)
+        async with run.listening():
+            run.start(apply_plan(ledger, make_plan(), run.stats))
+            await run.execute(watch)
         return run
 
 

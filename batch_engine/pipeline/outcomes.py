@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from batch_engine.errors import (AccountRefused, FileUnavailable, KieError, Maintenance, RateLimited,
-                                 TaskUnknown, Transient)
+                                 Stalled, TaskFailed, TaskUnknown, Transient)
 from batch_engine.pacing.policy import CREATE, PAUSES, POLL, TASK_UNKNOWN, Pauses, Retry
-from batch_engine.provider.client import TaskInfo
+from batch_engine.provider.answers import TaskInfo, worth_retrying
 from batch_engine.states import State
 
 IN_PROGRESS = frozenset({"waiting", "queuing", "generating", "created"})
@@ -37,6 +37,7 @@ class CreateOutcome:
     maybe_paid: bool = False        # sent, never answered: may have made a task
     code: str | None = None
     message: str | None = None
+    retryable: bool | None = None   # FAIL: whether trying again may succeed
 
 
 def after_create(error: KieError | None, failures: int, *, scale: float = 1.0,
@@ -51,7 +52,8 @@ def after_create(error: KieError | None, failures: int, *, scale: float = 1.0,
         return CreateOutcome(AfterCreate.STOP, State.PENDING, counted=False)
     if not isinstance(error, Transient):
         return CreateOutcome(AfterCreate.FAIL, State.FAILED, counted=False, code=str(error.code),
-                             message=f"create rejected: {error.message}")
+                             message=f"create rejected: {error.message}",
+                             retryable=worth_retrying(str(error.code), error.message))
     pause = None
     if isinstance(error, Maintenance):
         pause = error.retry_after or pauses.maintenance * scale
@@ -84,18 +86,21 @@ class PollOutcome:
     message: str | None = None
     wait: float = 0.0
     undocumented: bool = False      # a state kie.ai does not document (treated as in progress)
+    retryable: bool | None = None   # FAIL: whether trying again may succeed
 
 
 def after_task_info(info: TaskInfo) -> PollOutcome:
     """What the provider's word on a task means for its item."""
     if info.state == "success":
-        if not info.result_urls:
-            return PollOutcome(AfterPoll.FAIL, "success", code="no_result",
-                               message="the task succeeded without a result URL")
+        if not info.result_urls:  # never created again: `retry` reads the record once more
+            return PollOutcome(AfterPoll.FAIL, "success", code="no_result", retryable=True,
+                               message="the task succeeded without a readable result URL; `batch-engine "
+                                       "retry` reads its record again (the task is not created again)")
         return PollOutcome(AfterPoll.DOWNLOAD, "success", url=info.result_urls[0])
     if info.state == "fail":
         return PollOutcome(AfterPoll.FAIL, "fail", code=info.fail_code or "fail",
-                           message=info.fail_msg or "the provider reported the task failed")
+                           message=info.fail_msg or "the provider reported the task failed",
+                           retryable=worth_retrying(info.fail_code, info.fail_msg))
     return PollOutcome(AfterPoll.WAIT, info.state, undocumented=info.state not in IN_PROGRESS)
 
 
@@ -107,6 +112,9 @@ def after_poll_error(error: KieError, *, age: float, errors: int, task_id: str |
         return PollOutcome(AfterPoll.STOP_ALL)
     if isinstance(error, RateLimited):
         return PollOutcome(AfterPoll.SLOW_DOWN, message=error.message)
+    if isinstance(error, TaskFailed):
+        return PollOutcome(AfterPoll.FAIL, "fail", code=str(error.code), retryable=True,
+                           message=f"the task failed: {error.message}")
     if isinstance(error, TaskUnknown):
         if age > pauses.unknown_grace * scale:
             return PollOutcome(AfterPoll.FAIL, code="task_unknown",
@@ -126,6 +134,8 @@ def after_download_error(error: KieError, *, progressed: bool, failures: int) ->
     (resumed with Range) is not a failure."""
     if isinstance(error, FileUnavailable):
         return AfterDownload.REFRESH, failures + 1
+    if isinstance(error, Stalled):  # a trickle progresses a little every time: it still counts
+        return AfterDownload.RETRY, failures + 1
     return AfterDownload.RETRY, failures if progressed else failures + 1
 
 

@@ -33,7 +33,10 @@ class Step(StrEnum):
     RECREATE = "recreate"          # succeeded, video gone, no result URL known: create again
     REOPEN_DOWNLOAD = "reopen_download"  # retry: a failed download of a task that succeeded
     REOPEN_CREATE = "reopen_create"      # retry: a task that failed: create anew
+    REREAD = "reread"              # retry: a task that succeeded but whose record was unreadable:
+                                   # read it again (never paid for again)
     SKIP = "skip"                  # succeeded, video intact
+    DAMAGED = "damaged"            # its ledger records cannot be read: left alone, never re-paid
     KEEP_FAILED = "keep_failed"    # failed: stays failed until `retry`
 
     @property
@@ -67,11 +70,16 @@ class Plan:
         return sum(1 for decision in self.decisions if decision.step.creates)
 
 
-def plan_manifest(known: Mapping[str, Item], specs: Sequence[ItemSpec], files: Mapping[str, int]) -> Plan:
+def plan_manifest(known: Mapping[str, Item], specs: Sequence[ItemSpec], files: Mapping[str, int],
+                  damaged: Mapping[str, str] = {}) -> Plan:
     """The plan for `run`: the manifest's items in its order. `known` is the ledger's items by id,
-    `files` the sizes of the files in the output folder by name."""
+    `files` the sizes of the files in the output folder by name, `damaged` the ids whose ledger
+    records cannot be read."""
     decisions = []
     for spec in specs:
+        if spec.id in damaged:
+            decisions.append(Decision(spec.id, Step.DAMAGED))
+            continue
         request = spec.request()
         digest = fingerprint(request)
         item = known.get(spec.id)
@@ -90,11 +98,20 @@ def plan_retry(known: Mapping[str, Item], files: Mapping[str, int]) -> Plan:
     decisions = []
     for item in known.values():
         if item.state is State.FAILED:
-            step = Step.REOPEN_DOWNLOAD if item.result_url and item.task_id else Step.REOPEN_CREATE
+            step = retry_step(item)
         else:
             step = resume_step(item, files)
         decisions.append(Decision(item.id, step))
     return Plan(tuple(decisions))
+
+
+def retry_step(item: Item) -> Step:
+    """What `retry` does with a failed item: a task that succeeded is never created again."""
+    if item.task_id and item.result_url:
+        return Step.REOPEN_DOWNLOAD
+    if item.task_id and item.provider_state == "success":
+        return Step.REREAD
+    return Step.REOPEN_CREATE
 
 
 def resume_step(item: Item, files: Mapping[str, int]) -> Step:

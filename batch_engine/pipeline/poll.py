@@ -4,7 +4,7 @@ One scheduler keeps a heap of (when to check next, item); `pacing.poll_schedule.
 decides when and whether each check polls, learning from the tasks that finished; a few workers
 make the calls through a `pacing.poll_pace.PollGate` (a polite limit of their own, separate from
 the create cap). What an answer means is decided by `outcomes`; a callback (see
-`provider.callbacks`) ends a task the same way a poll does, through `apply`. A task that
+`provider.callbacks`) only makes a task be looked at at once (`poll_soon`). A task that
 succeeded goes to `to_download`.
 """
 
@@ -24,7 +24,7 @@ from batch_engine.pacing.poll_schedule import PollSchedule, duration_of
 from batch_engine.pacing.waits import wait_event
 from batch_engine.pipeline.context import Context
 from batch_engine.pipeline.outcomes import AfterPoll, PollOutcome, after_poll_error, after_task_info
-from batch_engine.provider.client import TaskInfo
+from batch_engine.provider.answers import TaskInfo
 from batch_engine.states import State
 from batch_engine.store.ledger import Item, now_iso
 
@@ -168,8 +168,9 @@ class Poller:
             self.track(item, max(pace.pause_until - time.monotonic(), 0.0))
         elif outcome.next is AfterPoll.FAIL:
             self._forget(item)
-            ctx.ledger.advance(item, State.FAILED, fail_code=outcome.code, fail_msg=outcome.message,
-                               finished_at=now_iso())
+            ctx.ledger.advance(item, State.FAILED, provider_state=outcome.provider_state,
+                               fail_code=outcome.code, fail_msg=outcome.message,
+                               retryable=outcome.retryable, finished_at=now_iso())
             ctx.rest(item)
         else:
             self.track(item, outcome.wait)
@@ -189,7 +190,8 @@ class Poller:
             self.to_download(item)
         elif outcome.next is AfterPoll.FAIL:
             ctx.ledger.advance(item, State.FAILED, provider_state=outcome.provider_state,
-                               fail_code=outcome.code, fail_msg=outcome.message, finished_at=now_iso())
+                               fail_code=outcome.code, fail_msg=outcome.message,
+                               retryable=outcome.retryable, finished_at=now_iso())
             ctx.rest(item)
         else:
             if outcome.undocumented and info.state not in self._unknown_states:

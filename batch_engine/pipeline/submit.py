@@ -83,7 +83,7 @@ class Submitter:
                 return
             if outcome.next is AfterCreate.FAIL:
                 ledger.advance(item, State.FAILED, fail_code=outcome.code, fail_msg=outcome.message,
-                               finished_at=now_iso(), **changes)
+                               retryable=outcome.retryable, finished_at=now_iso(), **changes)
                 ctx.rest(item)
                 return
             ledger.advance(item, outcome.state, **changes)

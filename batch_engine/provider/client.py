@@ -1,141 +1,62 @@
-"""The provider, over HTTP: the only module that imports aiohttp on the engine's side.
+"""The provider, over HTTP: the only module that makes requests on the engine's side.
 
-Every answer goes through `classify` once: an HTTP status and a `code` in the body of an HTTP 200
-mean the same thing, and both become one exception of `errors`. Two sessions keep the API key
-where it belongs: the API session adds the Authorization header to each API call (and never
-follows redirects); the file session, used for result URLs, never has it.
+Every answer goes through `answers.classify` once. Two sessions keep the API key where it
+belongs: the API session adds the Authorization header to each API call (and never follows
+redirects); the file session, used for result URLs, never has it. Everything that comes back is
+untrusted: bodies are capped (an API answer at MAX_ANSWER bytes, a video at `max_file_bytes`),
+both sessions ask for the identity encoding and the file session refuses any other, a download
+that makes too little progress is cut (`stall` seconds), a task id must be usable as data, and
+every text kept from an answer passes through `text.clean` (the key redacted, control
+characters removed) here, before any other module sees it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import email.utils
 import json
-import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 import aiohttp
 
-from batch_engine.errors import (AccountRefused, FileUnavailable, KieError, Maintenance,
-                                 RangeNotSatisfiable, RateLimited, Rejected, TaskUnknown, Transient)
+from batch_engine.errors import (BadVideo, FileUnavailable, RangeNotSatisfiable, Rejected,
+                                 Stalled, TaskUnknown, Transient)
+from batch_engine.provider.answers import TaskInfo, classify, parse_retry_after, valid_task_id
+from batch_engine.text import clean
 
-ACCOUNT_CODES = frozenset({401, 402, 433, 505})
-MAX_RETRY_AFTER = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class TaskInfo:
-    """What recordInfo (or a callback) says of one task."""
-
-    task_id: str
-    state: str
-    result_urls: tuple[str, ...] = ()
-    fail_code: str | None = None
-    fail_msg: str | None = None
-    cost_time_ms: int | None = None
-    create_time_ms: int | None = None
-    complete_time_ms: int | None = None
-
-    def duration(self) -> float | None:
-        """Seconds from creation to completion, by the provider's clock, when it says."""
-        if self.create_time_ms is not None and self.complete_time_ms is not None:
-            return max(self.complete_time_ms - self.create_time_ms, 0) / 1000
-        return self.cost_time_ms / 1000 if self.cost_time_ms is not None else None
-
-    @classmethod
-    def from_data(cls, data: dict[str, Any]) -> "TaskInfo":
-        urls: tuple[str, ...] = ()
-        result = data.get("resultJson")
-        if isinstance(result, str) and result.strip():
-            try:
-                result = json.loads(result)
-            except ValueError:
-                result = None
-        if not isinstance(result, dict):  # some answers carry the URLs beside resultJson
-            result = data
-        if isinstance(result.get("resultUrls"), list):
-            urls = tuple(u for u in result["resultUrls"] if isinstance(u, str) and u)
-        fail_code = data.get("failCode")
-        return cls(task_id=str(data.get("taskId") or ""), state=str(data.get("state") or "").lower(),
-                   result_urls=urls, fail_code=None if fail_code in (None, "") else str(fail_code),
-                   fail_msg=data.get("failMsg") or None, cost_time_ms=_int(data.get("costTime")),
-                   create_time_ms=_int(data.get("createTime")),
-                   complete_time_ms=_int(data.get("completeTime")))
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Retry-After as seconds or as an HTTP date, capped at MAX_RETRY_AFTER; None if absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
-
-
-def classify(status: int, body: Any, *, retry_after: float | None = None,
-             creating: bool = False, task_query: bool = False) -> KieError | None:
-    """The one place that turns an answer into an outcome: None for success, else the error."""
-    code, msg = status, ""
-    if isinstance(body, dict):
-        msg = str(body.get("msg") or body.get("message") or "")
-        body_code = _int(body.get("code"))
-        if body_code is not None and (status == 200 or body_code != 200):
-            code = body_code
-    elif status == 200:
-        return Transient("the answer was not JSON", code="bad_answer", maybe_sent=creating)
-    if code == 200:
-        return None
-    text = f"HTTP {status}" + (f", code {code}" if code != status else "") + (f": {msg}" if msg else "")
-    if code == 429:
-        return RateLimited(text, code=code, retry_after=retry_after)
-    if code in ACCOUNT_CODES:
-        return AccountRefused(text, code=code)
-    if code == 455:
-        return Maintenance(text, code=code, retry_after=retry_after)
-    if task_query and (code == 404 or (code == 422 and "null" in msg.lower())):
-        return TaskUnknown(text, code=code)
-    if code == 500 and "required" in msg.lower():
-        return Rejected(text, code=code)
-    if code in (400, 404, 413, 422, 501) or (400 <= code < 500 and code != 408):
-        return Rejected(text, code=code)
-    # 5xx and anything unknown: try again. A gateway error may hide a create that went through.
-    return Transient(text, code=code, retry_after=retry_after,
-                     maybe_sent=creating and code in (502, 504, 408))
+MAX_ANSWER = 1024 * 1024      # bytes an API answer may hold (decompressed)
+STALL_BYTES = 1024            # a download must bring at least this much every `stall` seconds
+IDENTITY = {"Accept-Encoding": "identity"}
 
 
 class KieClient:
     """createTask, recordInfo, download-url and result files, as documented."""
 
-    def __init__(self, base_url: str, api_key: str, *, user_agent: str, timeout: float = 60.0) -> None:
+    def __init__(self, base_url: str, api_key: str, *, user_agent: str, timeout: float = 60.0,
+                 stall: float = 60.0, max_file_bytes: int = 4 * 1024**3) -> None:
         self._base = base_url.rstrip("/")
         self._auth = {"Authorization": f"Bearer {api_key}"}  # added to API calls only
+        self._secrets = (api_key,)          # redacted from every text an answer brings
         self._user_agent = user_agent
         self._timeout = timeout
+        self._stall = stall                 # seconds a download may go with under STALL_BYTES
+        self._max_file = max_file_bytes     # the most bytes a result file may have
         self._api: aiohttp.ClientSession | None = None
         self._files: aiohttp.ClientSession | None = None
 
+    def __repr__(self) -> str:
+        return f"<KieClient {self._base} open={self._api is not None}>"
+
     async def __aenter__(self) -> "KieClient":
-        headers = {"User-Agent": self._user_agent}
+        headers = {"User-Agent": self._user_agent, **IDENTITY}
         self._api = aiohttp.ClientSession(
             headers=headers, timeout=aiohttp.ClientTimeout(total=self._timeout),
             connector=aiohttp.TCPConnector(limit=64))
         self._files = aiohttp.ClientSession(
-            headers=headers, connector=aiohttp.TCPConnector(limit=32),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60),
+            headers=headers, connector=aiohttp.TCPConnector(limit=32), auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=self._stall),
             cookie_jar=aiohttp.DummyCookieJar())
         return self
 
@@ -144,12 +65,20 @@ class KieClient:
             if session is not None:
                 await session.close()
 
+    def outside(self, text: object) -> str:
+        """Text from an answer, safe to store and show: the one place it is cleaned."""
+        return clean(text, self._secrets)
+
     async def create_task(self, body: dict[str, Any]) -> str:
         data = await self._call("POST", "/api/v1/jobs/createTask", json=body, creating=True)
-        task_id = data.get("taskId") if isinstance(data, dict) else None
-        if not task_id:
+        raw = data.get("taskId") if isinstance(data, dict) else None
+        if not raw:
             raise Transient("createTask answered without a taskId", code="bad_answer", maybe_sent=True)
-        return str(task_id)
+        task_id = valid_task_id(raw)
+        if task_id is None:  # a task may exist and be paid; it cannot be followed: fail this item
+            raise Rejected(f"createTask answered an unusable task id ({self.outside(repr(raw))[:80]}); "
+                           "the task may exist at kie.ai", code="bad_task_id")
+        return task_id
 
     async def record_info(self, task_id: str) -> TaskInfo:
         data = await self._call("GET", "/api/v1/jobs/recordInfo", params={"taskId": task_id},
@@ -157,7 +86,10 @@ class KieClient:
         if not isinstance(data, dict):
             raise TaskUnknown("recordInfo answered without data", code="bad_answer")
         info = TaskInfo.from_data(data)
-        return info if info.task_id else dataclasses.replace(info, task_id=task_id)
+        return dataclasses.replace(
+            info, task_id=info.task_id or task_id, state=self.outside(info.state)[:64],
+            fail_code=info.fail_code and self.outside(info.fail_code)[:64],
+            fail_msg=info.fail_msg and self.outside(info.fail_msg))
 
     async def fresh_download_url(self, url: str) -> str:
         data = await self._call("POST", "/api/v1/common/download-url", json={"url": url})
@@ -174,19 +106,18 @@ class KieClient:
             async with self._api.request(method, self._base + path, headers=self._auth,
                                          allow_redirects=False, **kwargs) as resp:
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                try:
-                    body = await resp.json(content_type=None)
-                except ValueError:
-                    body = None
+                body = _json(await _read_capped(resp, MAX_ANSWER))
                 status = resp.status
         except aiohttp.ClientConnectorError as e:
             raise Transient(f"cannot connect to the API: {e.os_error}", code="connect") from None
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
             raise Transient(f"no answer from the API ({type(e).__name__})", code="no_answer",
                             maybe_sent=creating) from None
         error = classify(status, body, retry_after=retry_after, creating=creating,
                          task_query=task_query)
         if error is not None:
+            error.message = self.outside(error.message)
+            error.args = (error.message,)
             raise error
         return body.get("data")
 
@@ -204,14 +135,45 @@ class KieClient:
                     raise FileUnavailable(f"file host answered HTTP {resp.status}", code=resp.status)
                 if resp.status not in (200, 206):
                     raise Transient(f"file host answered HTTP {resp.status}", code=resp.status)
+                encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+                if encoding not in ("", "identity"):
+                    raise BadVideo(f"the file host sent a {self.outside(encoding)[:20]}-encoded body "
+                                   "although the identity encoding was asked for", code="encoded")
                 start = offset if resp.status == 206 and _range_start(resp) == offset else 0
                 total = _total_length(resp, start)
-                yield FileStream(start, total, resp.headers.get("Content-Type", ""),
-                                 resp.content.iter_any())
+                if total is not None and total > self._max_file:
+                    raise BadVideo(f"the file is {total:,} bytes; at most {self._max_file:,} are "
+                                   "accepted", code="too_large")
+                yield FileStream(start, total, self.outside(resp.headers.get("Content-Type", ""))[:100],
+                                 self._guarded(resp.content.iter_any(), start))
         except aiohttp.ClientConnectorError as e:
             raise Transient(f"cannot connect to the file host: {e.os_error}", code="connect") from None
         except (aiohttp.ClientError, asyncio.TimeoutError) as e:
             raise Transient(f"download interrupted ({type(e).__name__})", code="interrupted") from None
+
+    async def _guarded(self, chunks: AsyncIterator[bytes], start: int) -> AsyncIterator[bytes]:
+        """The body's chunks, cut when fewer than STALL_BYTES came in `stall` seconds, or when
+        the file grows past the cap."""
+        loop = asyncio.get_running_loop()
+        size, window_end, window_bytes = start, loop.time() + self._stall, 0
+        it = chunks.__aiter__()
+        while True:
+            try:
+                async with asyncio.timeout_at(window_end):
+                    chunk = await it.__anext__()
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                if window_bytes < STALL_BYTES:
+                    raise Stalled(f"the download stalled: {window_bytes} bytes in {self._stall:g} s",
+                                  code="stalled") from None
+                window_end, window_bytes = loop.time() + self._stall, 0
+                continue
+            size += len(chunk)
+            window_bytes += len(chunk)
+            if size > self._max_file:
+                raise BadVideo(f"the file grew past {self._max_file:,} bytes", code="too_large")
+            yield chunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +182,22 @@ class FileStream:
     total: int | None           # the whole file's length, when the host says
     content_type: str
     chunks: AsyncIterator[bytes]
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    data = bytearray()
+    async for chunk in resp.content.iter_any():
+        data += chunk
+        if len(data) > limit:
+            raise ValueError(f"the answer is larger than {limit} bytes")
+    return bytes(data)
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
+        return None
 
 
 def _range_start(resp: aiohttp.ClientResponse) -> int | None:
@@ -241,10 +219,3 @@ def _total_length(resp: aiohttp.ClientResponse, start: int) -> int | None:
         return int(total) if total.isdigit() else None
     length = resp.headers.get("Content-Length")
     return int(length) + start if length and length.isdigit() else None
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None and not isinstance(value, bool) else None
-    except (TypeError, ValueError):
-        return None

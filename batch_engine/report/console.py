@@ -14,8 +14,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from batch_engine.store.ledger import Item
 from batch_engine.states import TERMINAL, State
+from batch_engine.store.ledger import Item
+from batch_engine.text import clean
 
 if TYPE_CHECKING:
     from batch_engine.pipeline.engine import Run
@@ -28,19 +29,28 @@ def counts(items: Iterable[Item]) -> dict[str, int]:
     return {str(state): found.get(state, 0) for state in State}
 
 
-def status_json(out_dir: Path, items: Iterable[Item]) -> dict[str, Any]:
+def status_json(out_dir: Path, items: Iterable[Item], secrets: tuple[str, ...] = ()) -> dict[str, Any]:
     items = list(items)
     folder = os.path.abspath(out_dir)
     rows = [{"id": item.id, "state": str(item.state), "task_id": item.task_id,
-             "fail_code": item.fail_code, "fail_msg": item.fail_msg,
+             "fail_code": item.fail_code,
+             "fail_msg": clean(item.fail_msg, secrets) if item.fail_msg is not None else None,
              "video": os.path.join(folder, item.video) if item.video and item.state is State.SUCCEEDED else None,
              "bytes": item.bytes, "sha256": item.sha256, "attempts": item.attempts,
+             "retryable": item.retryable,
              "provider_state": item.provider_state, "updated_at": item.updated_at}
             for item in items]
     return {"items": rows, "counts": counts(items)}
 
 
-def status_table(items: Iterable[Item], console: Console, *, limit: int = 200) -> None:
+def failure_text(item: Item, secrets: tuple[str, ...] = ()) -> str:
+    """`[code] message (worth a retry)`, safe for a terminal (the ledger may hold anything)."""
+    verdict = {True: " (worth a retry)", False: " (not worth retrying as it is)"}.get(item.retryable, "")  # type: ignore[arg-type]
+    return clean(f"[{item.fail_code}] {item.fail_msg or ''}", secrets) + verdict
+
+
+def status_table(items: Iterable[Item], console: Console, *, limit: int = 200,
+                 secrets: tuple[str, ...] = ()) -> None:
     items = list(items)
     table = Table(title=f"{len(items)} items", show_lines=False)
     for column in ("id", "state", "task", "tries", "video / reason"):
@@ -49,13 +59,14 @@ def status_table(items: Iterable[Item], console: Console, *, limit: int = 200) -
     ordered = sorted(items, key=lambda it: it.state is State.SUCCEEDED)
     for item in ordered[:limit]:
         if item.state is State.SUCCEEDED:
-            detail = escape(f"{item.video} ({(item.bytes or 0) / 1e6:.1f} MB)")
+            detail = escape(clean(f"{item.video} ({(item.bytes or 0) / 1e6:.1f} MB)"))
         elif item.fail_code or item.fail_msg:
-            detail = escape(f"[{item.fail_code}] {item.fail_msg or ''}")
+            detail = escape(failure_text(item, secrets))
         else:
-            detail = item.provider_state or ""
+            detail = escape(clean(item.provider_state or ""))
         style = {State.SUCCEEDED: "green", State.FAILED: "red"}.get(item.state, "yellow")
-        table.add_row(escape(item.id), f"[{style}]{item.state}[/]", item.task_id or "", str(item.attempts), detail)
+        table.add_row(escape(clean(item.id)), f"[{style}]{item.state}[/]", escape(clean(item.task_id or "")),
+                      str(item.attempts), detail)
     console.print(table)
     if len(ordered) > limit:
         console.print(f"... and {len(ordered) - limit} more (use --json for all)")
@@ -74,6 +85,9 @@ def summary(run: "Run", console: Console) -> None:
     if s.unanswered_creates:
         console.print(f"  [yellow]{s.unanswered_creates} create(s) got no answer and were sent again: "
                       "those items may have been paid twice[/]")
+    if s.damaged:
+        console.print(f"  [yellow]{s.damaged} item(s) left alone: their ledger records cannot be read "
+                      "(see batch-engine.log); nothing was created for them[/]")
     if s.changed:
         console.print(f"  {s.changed} item(s) changed in the manifest since the last run and were made again")
     if s.timed_out:
@@ -86,7 +100,7 @@ def summary(run: "Run", console: Console) -> None:
         console.print(f"  [yellow]{n} item(s) could not be created ({code}); they stay pending for the next run[/]")
     failed = [item for item in items if item.state is State.FAILED]
     for item in failed[:20]:
-        console.print("  [red]failed[/] " + escape(f"{item.id}: [{item.fail_code}] {item.fail_msg}"))
+        console.print("  [red]failed[/] " + escape(f"{clean(item.id)}: {failure_text(item, (run.config.api_key,))}"))
     if len(failed) > 20:
         console.print(f"  ... and {len(failed) - 20} more failed (batch-engine status {run.config.out_dir})")
     if failed:

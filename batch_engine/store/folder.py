@@ -1,13 +1,19 @@
 """The output folder: where each file the engine writes goes, and how it gets there safely.
 
 `<id>.mp4` videos; `.partial/` for downloads not yet verified; `.replaced/` for videos set aside
-when an item is made again; atomic writes (temp file, fsync, rename) for everything else.
+when an item is made again (or for a file the engine did not write that stood in a video's way);
+atomic writes (a fresh temp file, fsync, rename) for everything else. The folder may be shared,
+and anything may have been put in it: the engine never writes through a symbolic link (files are
+opened with O_NOFOLLOW, temp files created fresh, a linked sub-folder replaced by a real one).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import stat
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -20,8 +26,9 @@ def video_name(item_id: str) -> str:
 
 
 def part_path(out_dir: Path, item_id: str, task_id: str) -> Path:
-    """Where the download of one task's video is kept until it is verified."""
-    return out_dir / PARTIAL_DIR / f"{item_id}.{task_id}.part"
+    """Where the download of one task's video is kept until it is verified. The task id is the
+    provider's text: it is hashed, never put in a file name."""
+    return out_dir / PARTIAL_DIR / f"{item_id}.{hashlib.sha256(task_id.encode()).hexdigest()[:16]}.part"
 
 
 def file_sizes(out_dir: Path) -> dict[str, int]:
@@ -41,17 +48,40 @@ def file_sizes(out_dir: Path) -> dict[str, int]:
     return sizes
 
 
+def real_dir(path: Path) -> Path:
+    """`path` as a real directory of ours: a symbolic link (or a file) planted there is removed."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISDIR(mode):
+        os.unlink(path)
+        log.warning("%s was not a folder (a link or a file someone put there); it was removed", path)
+        mode = None
+    if mode is None:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def set_aside(out_dir: Path, item_id: str, task_id: str | None, sha256: str | None) -> None:
     """Make way for an item made again: its old video to .replaced/, a download of its old task
     left half-done (it will never be finished) removed."""
     if task_id:
         part_path(out_dir, item_id, task_id).unlink(missing_ok=True)
-    video = out_dir / video_name(item_id)
-    if video.exists():
-        target = out_dir / REPLACED_DIR / f"{item_id}.{(sha256 or 'old')[:12]}.mp4"
-        target.parent.mkdir(exist_ok=True)
-        video.replace(target)
+    target = move_aside(out_dir, item_id, (sha256 or "old")[:12])
+    if target is not None:
         log.warning("item %s: its old video was moved to %s", item_id, target)
+
+
+def move_aside(out_dir: Path, item_id: str, tag: str | None = None) -> Path | None:
+    """Move whatever stands at `<id>.mp4` into .replaced/ (a link is moved, not followed)."""
+    video = out_dir / video_name(item_id)
+    if not os.path.lexists(video):
+        return None
+    stamp = tag or time.strftime("%Y%m%dT%H%M%S")
+    target = real_dir(out_dir / REPLACED_DIR) / f"{item_id}.{stamp}.mp4"
+    os.replace(video, target)
+    return target
 
 
 def publish(part: Path, final: Path) -> None:
@@ -60,13 +90,28 @@ def publish(part: Path, final: Path) -> None:
     fsync_dir(final.parent)
 
 
+def open_new(path: Path) -> int:
+    """A descriptor of a fresh file at `path`: whatever stood there (a leftover, a planted link)
+    is removed first, and the file is created exclusively, never through a link."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` whole, or leave it as it was (and no temp file behind)."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(open_new(tmp), "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 

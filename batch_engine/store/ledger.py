@@ -15,73 +15,21 @@ import fcntl
 import json
 import logging
 import os
+import stat
 import time
-from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from batch_engine.states import State, check_transition
 from batch_engine.store.folder import write_atomic
+from batch_engine.store.item import Item, now_iso
+from batch_engine.store.replay import Replayed, replay
+
+__all__ = ["LEDGER_NAME", "Item", "Ledger", "LedgerError", "LedgerLocked", "now_iso", "read_items"]
 
 LEDGER_NAME = "ledger.jsonl"
 LOCK_NAME = ".batch-engine.lock"
-CHUNK = 10_000  # ledger lines parsed at once on load
 log = logging.getLogger(__name__)
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-@dataclass(slots=True)
-class Item:
-    """What the ledger knows of one item. Only `Ledger.advance` changes `state`."""
-
-    id: str
-    request: dict[str, Any]     # the createTask body (model + input), enough to re-run the item
-    fingerprint: str            # digest of `request`: tells an edited manifest item apart
-    state: State = State.PENDING
-    task_id: str | None = None
-    attempts: int = 0           # create requests that made, or may have made, a task
-    fail_code: str | None = None
-    fail_msg: str | None = None
-    provider_state: str | None = None
-    result_url: str | None = None
-    video: str | None = None    # file name inside the output folder
-    bytes: int | None = None
-    sha256: str | None = None
-    unanswered_creates: int = 0  # creates sent whose answer never came (possibly paid twice)
-    created_at: str = field(default_factory=now_iso)
-    submitted_at: str | None = None  # when the last create went out
-    finished_at: str | None = None
-    updated_at: str = field(default_factory=now_iso)
-
-    def to_json(self) -> str:
-        """The whole record; fields that are None are left out (they read back as None)."""
-        record = {name: value for name in _FIELD_NAMES if (value := getattr(self, name)) is not None}
-        return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Item":
-        try:
-            item = cls(**data)
-        except TypeError:  # a field this version does not know: leave it out
-            item = cls(**{k: v for k, v in data.items() if k in _FIELDS})
-        item.state = State(item.state)
-        return item
-
-    def apply(self, change: dict[str, Any]) -> None:
-        """Replay one change line; a line naming an unknown state is damage (ValueError)."""
-        state = State(change["state"])
-        for name, value in change.items():
-            if name in _FIELDS:
-                setattr(self, name, value)
-        self.state = state
-
-
-_FIELD_NAMES = tuple(f.name for f in fields(Item))
-_FIELDS = frozenset(_FIELD_NAMES)
 
 
 class LedgerError(Exception):
@@ -93,64 +41,40 @@ class LedgerLocked(LedgerError):
 
 
 def read_items(out_dir: Path) -> dict[str, Item]:
-    """Replay the ledger in `out_dir` (read-only, no lock). A torn or damaged line is skipped."""
-    return _load(out_dir)[0]
+    """Replay the ledger in `out_dir` (read-only, no lock); unreadable records are left out."""
+    return _load(out_dir).items
 
 
-def _load(out_dir: Path) -> tuple[dict[str, Item], bool]:
-    """The items, and whether the file already holds exactly one whole line per item."""
+def _load(out_dir: Path) -> Replayed:
     path = out_dir / LEDGER_NAME
     try:
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            raise LedgerError(f"{path} is a symbolic link; the ledger must be a file of its own")
         data = path.read_bytes()
     except FileNotFoundError:
-        return {}, False
+        return Replayed()
     except OSError as e:
         raise LedgerError(f"cannot read {path}: {e.strerror or e}") from None
-    torn = not data.endswith(b"\n")
-    lines = [line for line in data.split(b"\n") if line.strip()]
-    del data
-    items: dict[str, Item] = {}
-    records = 0
-    for start in range(0, len(lines), CHUNK):
-        chunk = lines[start:start + CHUNK]
-        try:  # fast path: one parse per chunk (a torn line fails it: then line by line)
-            parsed = json.loads(b"[" + b",".join(chunk) + b"]")
-        except ValueError:
-            parsed = []
-            for number, line in enumerate(chunk, start=start + 1):
-                try:
-                    parsed.append(json.loads(line))
-                except ValueError:
-                    if number < len(lines):  # not the last line: damage from outside, say so
-                        log.warning("ledger %s line %d is damaged and was skipped", path, number)
-        records += len(parsed)
-        _replay(parsed, items, path)
-    return items, len(lines) == records == len(items) and not torn
-
-
-def _replay(records: list[Any], items: dict[str, Item], path: Path) -> None:
-    for record in records:
-        try:
-            known = items.get(record["id"])
-            if known is None:
-                items[record["id"]] = Item.from_dict(record)
-            else:
-                known.apply(record)
-        except (ValueError, TypeError, KeyError, AttributeError):
-            log.warning("ledger %s: a record of %r is damaged and was skipped", path, record.get("id")
-                        if isinstance(record, dict) else None)
+    loaded = replay(data)
+    for problem in loaded.problems[:20]:
+        log.warning("ledger %s %s; the line is kept as it is and its item left alone", path, problem)
+    if len(loaded.problems) > 20:
+        log.warning("ledger %s: %d more unreadable lines kept", path, len(loaded.problems) - 20)
+    return loaded
 
 
 class Ledger:
     """The open, locked ledger of one output folder."""
 
-    __slots__ = ("out_dir", "path", "items", "_fd", "_lock_fd", "_fsync_every", "_last_fsync",
-                 "_appended")
+    __slots__ = ("out_dir", "path", "items", "damaged", "_kept", "_fd", "_lock_fd", "_fsync_every",
+                 "_last_fsync", "_appended")
 
     def __init__(self, out_dir: Path, *, fsync_every: float = 1.0) -> None:
         self.out_dir = out_dir
         self.path = out_dir / LEDGER_NAME
         self.items: dict[str, Item] = {}
+        self.damaged: dict[str, str] = {}  # ids whose records cannot be read -> why (left alone)
+        self._kept: list[bytes] = []       # lines that cannot be read, written back on compaction
         self._fd: int | None = None        # append-only descriptor of ledger.jsonl
         self._lock_fd: int | None = None   # holds the flock on the lock file
         self._fsync_every = fsync_every    # seconds between fsyncs of the ledger
@@ -164,10 +88,11 @@ class Ledger:
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._lock()
-            self.items, compact = _load(self.out_dir)
-            if not compact:
+            loaded = _load(self.out_dir)
+            self.items, self.damaged, self._kept = loaded.items, loaded.damaged, loaded.kept
+            if not loaded.compact:
                 self._compact()
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as e:
             self.close()
             raise LedgerError(f"cannot use the output folder {self.out_dir}: {e.strerror or e}") from None
@@ -230,7 +155,11 @@ class Ledger:
                               "the ledger holds everything up to this change") from None
 
     def _lock(self) -> None:
-        fd = os.open(self.out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as e:
+            raise LedgerError(f"cannot use the lock file {self.out_dir / LOCK_NAME}: {e.strerror or e}"
+                              " (a symbolic link there is refused: remove it)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -244,4 +173,5 @@ class Ledger:
 
     def _compact(self) -> None:
         """Rewrite the ledger as one line per item, atomically; drops torn lines."""
-        write_atomic(self.path, "".join(item.to_json() + "\n" for item in self.items.values()).encode())
+        kept = b"".join(line + b"\n" for line in self._kept)
+        write_atomic(self.path, "".join(item.to_json() + "\n" for item in self.items.values()).encode() + kept)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import stat
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -20,10 +21,20 @@ WRITE_BLOCK = 1024 * 1024  # bytes held before a write: the most a download keep
 
 
 def part_size(part: Path) -> int:
+    """Bytes a download may resume after: only a plain file of this process's user with no other
+    name (one the engine made); anything else at that name is removed and the download starts over."""
     try:
-        return part.stat().st_size
+        info = os.lstat(part)
     except OSError:
         return 0
+    if stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and info.st_uid == os.geteuid():
+        return info.st_size
+    part.unlink(missing_ok=True)
+    return 0
+
+
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW, 0o644)
 
 
 async def write_part(part: Path, start: int, chunks: AsyncIterator[bytes]) -> tuple[int, "hashlib._Hash", bytes]:
@@ -45,7 +56,7 @@ async def write_part(part: Path, start: int, chunks: AsyncIterator[bytes]) -> tu
             size += len(chunk)
             if len(pending) >= WRITE_BLOCK:
                 if file is None:
-                    file = await aiofiles.open(part, "r+b" if start else "wb", buffering=0)
+                    file = await aiofiles.open(part, "r+b" if start else "wb", buffering=0, opener=_no_follow)
                     await file.seek(start)
                     await file.truncate()
                 await file.write(bytes(pending))
@@ -65,7 +76,7 @@ async def write_part(part: Path, start: int, chunks: AsyncIterator[bytes]) -> tu
 
 
 def _write_all(part: Path, start: int, data: bytes) -> None:
-    with open(part, "r+b" if start else "wb") as f:
+    with open(part, "r+b" if start else "wb", opener=_no_follow) as f:
         f.seek(start)
         f.truncate()
         f.write(data)

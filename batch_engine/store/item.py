@@ -1,0 +1,102 @@
+"""What the ledger knows of one item, and the check every record read back must pass: the
+ledger is input too (a user or another tool may have edited it)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any
+
+from batch_engine.ids import unsafe_id_reason
+from batch_engine.states import State
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(slots=True)
+class Item:
+    """What the ledger knows of one item. Only `Ledger.advance` changes `state`."""
+
+    id: str
+    request: dict[str, Any]     # the createTask body (model + input), enough to re-run the item
+    fingerprint: str            # digest of `request`: tells an edited manifest item apart
+    state: State = State.PENDING
+    task_id: str | None = None
+    attempts: int = 0           # create requests that made, or may have made, a task
+    fail_code: str | None = None
+    fail_msg: str | None = None
+    provider_state: str | None = None
+    result_url: str | None = None
+    video: str | None = None    # file name inside the output folder
+    bytes: int | None = None
+    sha256: str | None = None
+    unanswered_creates: int = 0  # creates sent whose answer never came (possibly paid twice)
+    retryable: bool | None = None  # a failure that may go the other way if tried again
+    created_at: str = field(default_factory=now_iso)
+    submitted_at: str | None = None  # when the last create went out
+    finished_at: str | None = None
+    updated_at: str = field(default_factory=now_iso)
+
+    def to_json(self) -> str:
+        """The whole record; fields that are None are left out (they read back as None)."""
+        record = {name: value for name in _FIELD_NAMES if (value := getattr(self, name)) is not None}
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Item":
+        try:
+            item = cls(**data)
+        except TypeError:  # a field this version does not know: leave it out
+            item = cls(**{k: v for k, v in data.items() if k in _FIELDS})
+        item.state = State(item.state)
+        return item
+
+    def apply(self, change: dict[str, Any]) -> None:
+        """Replay one change line; a line naming an unknown state is damage (ValueError)."""
+        state = State(change["state"])
+        for name, value in change.items():
+            if name in _FIELDS:
+                setattr(self, name, value)
+        self.state = state
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Item))
+_FIELDS = frozenset(_FIELD_NAMES)
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str,), "request": (dict,), "fingerprint": (str,), "state": (str,), "task_id": (str,),
+    "attempts": (int,), "fail_code": (str,), "fail_msg": (str,), "provider_state": (str,),
+    "result_url": (str,), "video": (str,), "bytes": (int,), "sha256": (str,),
+    "unanswered_creates": (int,), "retryable": (bool,), "created_at": (str,),
+    "submitted_at": (str,), "finished_at": (str,), "updated_at": (str,)}
+_REQUIRED = ("id", "request", "fingerprint", "state")
+
+
+def record_problem(record: Any, first: bool) -> str | None:
+    """Why a ledger record cannot be used (None: it can). `first`: the item's whole record."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    item_id = record.get("id")
+    if not isinstance(item_id, str):
+        return "no text id"
+    if reason := unsafe_id_reason(item_id):
+        return f"id {item_id[:60]!r} {reason}"
+    for name in _REQUIRED if first else ("state",):
+        if name not in record:
+            return f"{name} missing"
+    for name, value in record.items():
+        kinds = _TYPES.get(name)
+        if kinds is None or value is None:
+            continue  # a field of another version, or a field cleared
+        if not isinstance(value, kinds) or (kinds == (int,) and isinstance(value, bool)):
+            return f"{name} is {type(value).__name__}"
+    if record["state"] not in State.__members__.values():
+        return f"unknown state {str(record['state'])[:40]!r}"
+    video = record.get("video")
+    if video is not None and video != f"{item_id}.mp4":
+        return f"video {str(video)[:60]!r} is not {item_id}.mp4"
+    return None

@@ -1,0 +1,26 @@
+"""Text that came from outside (the provider, a file host, a ledger someone edited), made safe to
+store and to show: every secret replaced by ***, control and bidirectional-override characters
+replaced by U+FFFD (no escape sequence reaches a terminal), and the length capped."""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+MAX_TEXT = 2000  # characters kept of one outside message
+# C0 and C1 controls, DEL, zero-width and bidi marks and overrides, the BOM
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def clean(text: object, secrets: Iterable[str] = (), *, limit: int = MAX_TEXT) -> str:
+    value = str(text)
+    for secret in secrets:
+        if secret:
+            value = value.replace(secret, "***")
+    value = _UNSAFE.sub("\ufffd", value)
+    return value if len(value) <= limit else value[:limit] + "…"
+
+
+def has_unsafe(text: str, *, allow: str = "") -> bool:
+    """Whether `text` holds a control or bidi character other than those in `allow`."""
+    return any(c not in allow for c in _UNSAFE.findall(text))
