@@ -82,7 +82,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 def cmd_retry(args: argparse.Namespace, console: Console) -> int:
     if not (Path(args.out) / LEDGER_NAME).exists():
         raise UsageError(f"no ledger in {args.out}: nothing to retry (run a manifest first)")
-    return _execute(args, console, lambda ledger: plan_retry(ledger.items, file_sizes(ledger.out_dir)))
+    return _execute(args, console, lambda ledger: plan_retry(ledger.items, file_sizes(ledger.out_dir), ledger.damaged))
 
 
 def _execute(args: argparse.Namespace, console: Console, make_plan: Callable[[Ledger], Plan]) -> int:

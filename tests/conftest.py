@@ -17,6 +17,7 @@ import yaml
 
 from batch_engine.config import Rate
 from batch_engine.sandbox import Sandbox, SandboxSettings, SandboxThread
+from tests.hostile import Hostile, HostileThread
 
 API_KEY = "test-key-5d1c0ffee"
 FAST = ["--time-scale", "0.05", "--request-timeout", "3", "-q"]  # polls every ~0.1 s at first: tests stay quick
@@ -50,6 +51,25 @@ def serve() -> Iterator[Callable[..., Served]]:
     yield start
     for thread in started:
         thread.__exit__(None, None, None)
+
+
+@pytest.fixture
+def hostile() -> Iterator[Callable[..., Hostile]]:
+    """Start misbehaving providers (see tests/hostile.py); every one is stopped at the end."""
+    started: list[HostileThread] = []
+
+    def start(**fields: Any) -> Hostile:
+        thread = HostileThread(Hostile(**fields))
+        started.append(thread)
+        return thread.__enter__()
+
+    yield start
+    for thread in started:
+        thread.__exit__(None, None, None)
+
+
+def hostile_env(h: Hostile, **extra: str) -> dict[str, str]:
+    return cli_env(None, KIE_API_KEY=h.key, KIE_BASE_URL=h.base_url, **extra)
 
 
 def write_manifest(path: Path, n: int, *, prefix: str = "sku", extra: dict | None = None) -> Path:

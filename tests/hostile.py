@@ -8,6 +8,7 @@ that is not JSON. It runs on its own loop in a thread and records what clients s
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
@@ -42,7 +43,10 @@ class Hostile:
     def success(self, task_id: str) -> tuple[int, dict]:
         """The documented success record, its video on this host."""
         return ok({"taskId": task_id, "state": "success",
-                   "resultJson": json.dumps({"resultUrls": [f"{self.files_url}/v/{task_id[-8:]}.mp4"]})})
+                   "resultJson": json.dumps({"resultUrls": [self.video_url(task_id)]})})
+
+    def video_url(self, task_id: str) -> str:
+        return f"{self.files_url}/v/{hashlib.sha256(task_id.encode()).hexdigest()[:12]}.mp4"
 
     async def _create(self, request: web.Request) -> web.Response:
         body = await request.json()

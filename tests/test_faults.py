@@ -12,6 +12,7 @@ import pytest
 
 from batch_engine.config import Rate
 from batch_engine.sandbox import Faults
+from batch_engine.store.folder import part_path
 from tests.conftest import (run_manifest, FAST, cli_env, in_state, interrupt, ledger_records, run_cli, start_cli,
                             status, stop, wait_for, write_manifest)
 from tests.test_run import assert_videos_match
@@ -253,7 +254,7 @@ def test_killed_after_the_last_byte_before_the_rename(serve, tmp_path):
     assert run_cli(*args, env=cli_env(served)).returncode == 0
     row = status(out, cli_env(served))["items"][0]
     (out / ".partial").mkdir(exist_ok=True)
-    (out / "sku-00000.mp4").rename(out / ".partial" / f"sku-00000.{row['task_id']}.part")
+    (out / "sku-00000.mp4").rename(part_path(out, "sku-00000", row["task_id"]))
     with open(out / "ledger.jsonl", "a") as ledger:  # the state a kill before the rename leaves
         ledger.write('{"id":"sku-00000","state":"downloading","video":null}\n')
     done = run_cli(*args, env=cli_env(served))

@@ -3,8 +3,10 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from batch_engine.catalog.manifest import ManifestError, fingerprint, load_manifest
+from tests.conftest import cli_env, run_cli
 
 
 def load(tmp_path: Path, text: str | bytes) -> list:
@@ -120,3 +122,72 @@ def test_fingerprint_changes_with_any_input_field(tmp_path):
     b = load(tmp_path, "items: [{id: a, prompt: p2, image_url: 'https://x.test/a'}]")[0]
     assert fingerprint(a.request()) == fingerprint(a.request())
     assert fingerprint(a.request()) != fingerprint(b.request())
+
+
+def test_10_an_alias_bomb_is_refused_at_once(tmp_path):
+    """Nested YAML aliases that would expand to a billion nodes: exit 2 naming the cause (the run
+    is bounded by the CLI helper's time limit; before the fix it never ended)."""
+    lines = ["a: &a [" + ",".join(['"lol"'] * 10) + "]"]
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 10) + "]")
+    lines.append("items:\n  - id: x\n    image_url: https://x.test/a.jpg\n    prompt: *i")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    assert len(path.read_bytes()) < 600
+    done = run_cli("run", str(path), "--out", str(tmp_path / "out"), env=cli_env(None), timeout=20)
+    assert done.returncode == 2 and "alias" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_10_a_self_referencing_alias_is_refused(tmp_path):
+    path = tmp_path / "loop.yaml"
+    path.write_text("items: &x\n  - *x\n")
+    with pytest.raises(ManifestError) as e:
+        load_manifest(path)
+    assert "refers to itself" in e.value.problems[0]
+
+
+@pytest.mark.parametrize("item_id, reason", [
+    ("日" * 80, "bytes in UTF-8"), ("CON", "reserves"), ("aux.mp4", "reserves"), ("com1", "reserves"),
+    ("trailing.", "ends with a dot"), ("zero\u200bwidth", "invisible"),
+])
+def test_11_ids_that_cannot_be_file_names_everywhere(tmp_path, item_id, reason):
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({"items": [{"id": item_id, "image_url": "https://x.test/1.jpg",
+                                               "prompt": "p"}]}, allow_unicode=True))
+    with pytest.raises(ManifestError) as e:
+        load_manifest(path)
+    assert reason in e.value.problems[0]
+
+
+def test_11_ids_equal_after_normalization_or_case_folding_are_duplicates(tmp_path):
+    path = tmp_path / "m.yaml"
+    items = [{"id": i, "image_url": "https://x.test/1.jpg", "prompt": "p"}
+             for i in ("caf\u00e9", "cafe\u0301", "Straße", "STRASSE")]
+    path.write_text(yaml.safe_dump({"items": items}, allow_unicode=True))
+    with pytest.raises(ManifestError) as e:
+        load_manifest(path)
+    assert sum("duplicate" in p for p in e.value.problems) == 2
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("https://user:secret@x.test/1.jpg", "user name or password"),
+    ("https://x.test:99999/1.jpg", "impossible port"),
+    ("https://x.test/a\x00b.jpg", "control character"),
+])
+def test_11_urls_with_credentials_control_characters_or_impossible_ports(tmp_path, url, reason):
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({"items": [{"id": "a", "image_url": url, "prompt": "p"}]}))
+    with pytest.raises(ManifestError) as e:
+        load_manifest(path)
+    assert reason in e.value.problems[0] and "secret" not in e.value.problems[0]
+
+
+@pytest.mark.parametrize("prompt", ["evil \u202e reversed", "bell \x07", "esc \x1b[2J"])
+def test_11_prompts_with_control_or_bidi_characters(tmp_path, prompt):
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({"items": [{"id": "a", "image_url": "https://x.test/1.jpg",
+                                               "prompt": prompt}]}))
+    with pytest.raises(ManifestError) as e:
+        load_manifest(path)
+    assert "prompt: contains a control" in e.value.problems[0]

@@ -93,9 +93,10 @@ def plan_manifest(known: Mapping[str, Item], specs: Sequence[ItemSpec], files: M
     return Plan(tuple(decisions))
 
 
-def plan_retry(known: Mapping[str, Item], files: Mapping[str, int]) -> Plan:
+def plan_retry(known: Mapping[str, Item], files: Mapping[str, int],
+               damaged: Mapping[str, str] = {}) -> Plan:
     """The plan for `retry`: every item of the ledger, from the ledger alone."""
-    decisions = []
+    decisions = [Decision(item_id, Step.DAMAGED) for item_id in damaged]
     for item in known.values():
         if item.state is State.FAILED:
             step = retry_step(item)

@@ -1,0 +1,113 @@
+"""The output folder is shared ground (issue 10, points 12-15): a user's own file is set aside,
+planted links are never written through, a hand-edited ledger is input like any other, and a full
+disk ends the run with one clear message and nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from batch_engine.store.folder import part_path
+from tests.conftest import FAST, cli_env, ledger_records, run_cli, status, write_manifest
+
+
+def args(tmp_path, n: int):
+    return ("run", str(write_manifest(tmp_path / "m.yaml", n)), "--out", str(tmp_path / "out"),
+            "--rate", "200/1s", *FAST)
+
+
+def test_12_a_users_own_video_file_is_moved_aside_not_overwritten(serve, tmp_path):
+    served = serve()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sku-00000.mp4").write_bytes(b"the user's own cut")
+    done = run_cli(*args(tmp_path, 2), env=cli_env(served))
+    assert done.returncode == 0, done.stderr
+    kept = list((out / ".replaced").glob("sku-00000.*.mp4"))
+    assert len(kept) == 1 and kept[0].read_bytes() == b"the user's own cut"
+    assert (out / "sku-00000.mp4").read_bytes()[4:8] == b"ftyp"
+    assert "was moved to" in done.stderr
+
+
+def test_13_planted_links_are_never_written_through(serve, tmp_path):
+    """A linked lock file is refused (exit 2, target untouched); a linked ledger.jsonl.tmp, a
+    linked part file and a linked .replaced/ are replaced or refused, never written through."""
+    served = serve()
+    out = tmp_path / "out"
+    out.mkdir()
+    precious = tmp_path / "precious.txt"
+    precious.write_text("do not touch")
+    (out / ".batch-engine.lock").symlink_to(precious)
+    refused = run_cli(*args(tmp_path, 2), env=cli_env(served))
+    assert refused.returncode == 2 and "symbolic link" in refused.stderr
+    assert precious.read_text() == "do not touch" and served.read(lambda s: s.stats.create_calls) == 0
+    (out / ".batch-engine.lock").unlink()
+
+    served.read(lambda s: setattr(s.settings, "file_status", 503))  # every download fails
+    (out / "ledger.jsonl.tmp").symlink_to(precious)
+    first = run_cli(*args(tmp_path, 2), env=cli_env(served))
+    assert first.returncode == 1, first.stderr
+    assert precious.read_text() == "do not touch"
+    task = {r["id"]: r["task_id"] for r in status(out, cli_env(served))["items"]}
+    for item_id, task_id in task.items():
+        part = part_path(out, item_id, task_id)
+        part.parent.mkdir(exist_ok=True)
+        part.unlink(missing_ok=True)
+        part.symlink_to(precious)
+    (tmp_path / "elsewhere").mkdir()
+    served.read(lambda s: setattr(s.settings, "file_status", None))
+    retried = run_cli("retry", str(out), "--rate", "200/1s", *FAST, env=cli_env(served))
+    assert retried.returncode == 0, retried.stderr
+    assert precious.read_text() == "do not touch"
+    assert served.read(lambda s: s.stats.create_calls) == 2, "downloads again, never creates again"
+
+    (out / ".replaced").symlink_to(tmp_path / "elsewhere")
+    edited = tmp_path / "m.yaml"
+    edited.write_text(edited.read_text().replace("product 0,", "product 0 again,"))
+    remade = run_cli("run", str(edited), "--out", str(out), "--rate", "200/1s", *FAST, env=cli_env(served))
+    assert remade.returncode == 0, remade.stderr
+    assert not list((tmp_path / "elsewhere").iterdir()), "nothing moved through the planted link"
+    assert (out / ".replaced").is_dir() and not (out / ".replaced").is_symlink()
+
+
+def test_14_a_hand_edited_ledger_is_validated_and_kept(serve, tmp_path):
+    """Ids that climb out of the folder, wrong types and unknown states: nothing is written
+    outside, no internal error, the damaged item is not paid for again, and its lines stay."""
+    served = serve()
+    out = tmp_path / "out"
+    assert run_cli(*args(tmp_path, 3), env=cli_env(served)).returncode == 0
+    lines = (out / "ledger.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    first["state"] = "teleported"  # sku-00000's only record now names an unknown state
+    bad = [json.dumps(first),
+           json.dumps({**json.loads(lines[1]), "id": "../../outside", "state": "failed",
+                       "task_id": "t", "result_url": served.sandbox.files_url + "/files/x.mp4"}),
+           json.dumps({"id": 5, "state": "failed"}), "{not json"]
+    (out / "ledger.jsonl").write_text("\n".join(bad + lines[1:]) + "\n")
+    (out / "sku-00001.mp4").unlink()  # so that retry has something to do
+    retried = run_cli("retry", str(out), "--rate", "200/1s", *FAST, env=cli_env(served))
+    assert "internal error" not in retried.stderr and retried.returncode == 1, retried.stderr
+    assert "left alone" in retried.stderr and (out / "sku-00001.mp4").exists()
+    rerun = run_cli(*args(tmp_path, 3), env=cli_env(served))
+    assert rerun.returncode == 1 and "left alone" in rerun.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.yaml", "out"]
+    assert served.read(lambda s: s.stats.create_calls) == 3, "the damaged item is not paid again"
+    text = (out / "ledger.jsonl").read_text()
+    assert "teleported" in text and "../../outside" in text and "{not json" in text
+    assert "teleported" in (out / "batch-engine.log").read_text()
+
+
+def test_15_a_full_disk_gives_one_clear_message_and_leaves_no_temp_file(serve, tmp_path):
+    """Writes fail (a file size limit, like a full disk) for the ledger and the log as well as the
+    videos: one plain message, no logging traceback, no ledger.jsonl.tmp, and the ledger loads."""
+    served = serve(video_bytes=64 * 1024)
+    out = tmp_path / "out"
+    done = run_cli(*args(tmp_path, 30), env=cli_env(served), timeout=60, max_file_bytes=4000)
+    assert done.returncode == 1, done.stderr
+    assert "cannot write" in done.stderr
+    assert "Logging error" not in done.stderr and "Traceback" not in done.stderr
+    assert not (out / "ledger.jsonl.tmp").exists()
+    assert ledger_records(out) and os.path.getsize(out / "ledger.jsonl") <= 4000
+    again = run_cli(*args(tmp_path, 30), env=cli_env(served))
+    assert again.returncode == 0, again.stderr
+    assert served.read(lambda s: s.stats.create_calls) <= 30 + 1
