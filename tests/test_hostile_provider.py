@@ -14,7 +14,7 @@ from aiohttp import web
 
 from batch_engine.errors import BadVideo
 from batch_engine.provider.client import KieClient
-from tests.conftest import FAST, hostile_env, ledger_records, run_cli, write_manifest
+from tests.conftest import FAST, hostile_env, run_cli, write_manifest
 from tests.hostile import VIDEO, ok
 
 
