@@ -12,12 +12,24 @@ The package reads in the order an item travels:
     report/     what people and scripts see
     sandbox/    a local stand-in for kie.ai (tests and the demo only)
 
-`cli` is the only module that reads the environment or configures logging; as a library the
+    api.py      the library entry point: `from batch_engine import run_batch`
+    cli/        the command line, built on api (the only reader of the environment)
+
+`cli` is the only package that reads the environment or configures logging; as a library the
 package logs to the "batch_engine" logger and leaves handlers to the application.
 """
 
 import logging
+from typing import Any
 
-__version__ = "0.1.0"
+from batch_engine.version import __version__
+__all__ = ["BatchInputError", "BatchResult", "__version__", "run_batch", "run_batch_async"]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str) -> Any:  # the library API, imported when first asked for
+    if name in ("BatchInputError", "BatchResult", "run_batch", "run_batch_async"):
+        from batch_engine import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'batch_engine' has no attribute {name!r}")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from batch_engine import __version__
+from batch_engine.version import __version__
 
 DEFAULT_BASE_URL = "https://api.kie.ai"
 MODEL = "hailuo/02-image-to-video-pro"
@@ -66,6 +66,7 @@ class Config:
     request_timeout: float = 60.0
     show_progress: bool = False
     user_agent: str = USER_AGENT
+    max_tasks: int | None = None             # the most createTask calls that may make a task, this run
     callback_url: str | None = None          # sent as callBackUrl with every create
     listen: tuple[str, int] | None = None    # where the callback receiver listens
     webhook_hmac_key: str | None = field(default=None, repr=False)

@@ -17,7 +17,7 @@ if not Path(LINT).exists():
 
 def lint(tree: Path) -> subprocess.CompletedProcess:
     # run from `tree` with only it on the path, so the package checked is the one in `tree`
-    return subprocess.run([LINT, "--config", str(tree / "pyproject.toml"), "--no-cache"], cwd=tree,
+    return subprocess.run([LINT, "--no-cache"], cwd=tree,
                           env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
                           capture_output=True, text=True, timeout=120)
 

@@ -93,8 +93,15 @@ def _parse(path: Path) -> tuple[yaml.Node | None, Any]:
 
 
 def load_manifest(path: Path) -> list[ItemSpec]:
-    problems: list[str] = []
+    """The items of a manifest file; ManifestError lists every problem."""
     node, data = _parse(path)
+    return validate_catalog(data, path, node)
+
+
+def validate_catalog(data: Any, path: Path, node: yaml.Node | None = None) -> list[ItemSpec]:
+    """The items of a manifest's data (as read from YAML, or built in code); `node`, when the
+    data came from YAML, gives line numbers."""
+    problems: list[str] = []
     if node is not None:
         _duplicate_keys(node, problems)
     if data is None:

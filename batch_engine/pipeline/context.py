@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from batch_engine.config import Config
@@ -31,6 +32,9 @@ class RunStats:
     timed_out: int = 0            # tasks still unfinished at the time-out: resumable
     not_submitted: int = 0        # left pending because the account was refused
     bytes_downloaded: int = 0
+    over_budget: int = 0          # left pending: the --max-tasks budget was spent
+    credits_before: Decimal | None = None  # the account's balance before the first create
+    credits_spent: Decimal = Decimal(0)    # what the provider says this run's tasks cost
     changed: int = 0              # items whose manifest entry changed since the last run
     damaged: int = 0              # items left alone: their ledger records cannot be read
     gave_up: dict[str, int] = field(default_factory=dict)  # create errors that outlasted retries
@@ -39,8 +43,8 @@ class RunStats:
 class Context:
     """One run's shared state. `rest` is the one place an item is reported to have come to rest."""
 
-    __slots__ = ("config", "ledger", "client", "gate", "stats", "items", "refused",
-                 "_outstanding", "_done")
+    __slots__ = ("config", "ledger", "client", "gate", "stats", "items", "refused", "budget",
+                 "left_by_budget", "_outstanding", "_done")
 
     def __init__(self, config: Config, ledger: Ledger, client: "KieClient",
                  gate: CreateGate | None = None) -> None:
@@ -51,6 +55,8 @@ class Context:
         self.stats = RunStats()
         self.items: list[Item] = []            # the items this run is about
         self.refused: AccountRefused | None = None  # the account refusal that stopped creates
+        self.budget = config.max_tasks         # creates this run may still send (None: no limit)
+        self.left_by_budget: set[str] = set()  # ids left pending because the budget was spent
         self._outstanding = 0                  # items of this run not yet at rest
         self._done = asyncio.Event()           # set when nothing is outstanding, or all stop
 
@@ -71,6 +77,21 @@ class Context:
         self._outstanding -= 1
         if self._outstanding <= 0:
             self._done.set()
+
+    def take_create(self) -> bool:
+        """Count one create against the budget before it is sent; False once it is spent (there
+        is no cancel at kie.ai: a budget must hold before spending, not after)."""
+        if self.budget is None:
+            return True
+        if self.budget <= 0:
+            return False
+        self.budget -= 1
+        return True
+
+    def give_back_create(self) -> None:
+        """The create made no task (429, refused, rejected): it does not count."""
+        if self.budget is not None:
+            self.budget += 1
 
     def refuse(self, error: AccountRefused, *, stop_all: bool = False) -> None:
         """The account was refused: create nothing more; with `stop_all`, stop everything."""

@@ -19,6 +19,7 @@ from typing import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 from batch_engine.config import Config
+from batch_engine.errors import AccountRefused, KieError
 from batch_engine.pipeline.context import Context, RunStats
 from batch_engine.pipeline.download import Downloader
 from batch_engine.pipeline.plan import Plan, Step, recent_creates
@@ -71,6 +72,15 @@ class Run:
                 self.poller.track(item, delay=0.0)
             else:
                 self.downloader.enqueue(item)
+
+    async def read_credits(self) -> None:
+        """The balance before the first create (shown; a refused account stops here)."""
+        try:
+            self.ctx.stats.credits_before = await self.ctx.client.credits()
+        except AccountRefused as e:
+            self.ctx.refuse(e)
+        except KieError as e:
+            log.warning("could not read the account's credits (%s); going on", e.message)
 
     @asynccontextmanager
     async def listening(self) -> AsyncIterator[None]:
@@ -172,7 +182,10 @@ async def run_plan(config: Config, ledger: Ledger, make_plan: Callable[[], Plan]
                          max_file_bytes=config.max_video_bytes) as client:
         run = Run(config, ledger, client)
         async with run.listening():
-            run.start(apply_plan(ledger, make_plan(), run.stats))
+            plan = make_plan()
+            if plan.creates:
+                await run.read_credits()
+            run.start(apply_plan(ledger, plan, run.stats))
             await run.execute(watch)
         return run
 

@@ -7,6 +7,7 @@ The stages do the I/O (send, record, sleep, hand on); these functions only look 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 
 from batch_engine.errors import (AccountRefused, FileUnavailable, KieError, Maintenance, RateLimited,
@@ -87,6 +88,7 @@ class PollOutcome:
     wait: float = 0.0
     undocumented: bool = False      # a state kie.ai does not document (treated as in progress)
     retryable: bool | None = None   # FAIL: whether trying again may succeed
+    credits: Decimal | None = None  # DOWNLOAD: what the task cost, when the provider says
 
 
 def after_task_info(info: TaskInfo) -> PollOutcome:
@@ -96,7 +98,7 @@ def after_task_info(info: TaskInfo) -> PollOutcome:
             return PollOutcome(AfterPoll.FAIL, "success", code="no_result", retryable=True,
                                message="the task succeeded without a readable result URL; `batch-engine "
                                        "retry` reads its record again (the task is not created again)")
-        return PollOutcome(AfterPoll.DOWNLOAD, "success", url=info.result_urls[0])
+        return PollOutcome(AfterPoll.DOWNLOAD, "success", url=info.result_urls[0], credits=info.credits)
     if info.state == "fail":
         return PollOutcome(AfterPoll.FAIL, "fail", code=info.fail_code or "fail",
                            message=info.fail_msg or "the provider reported the task failed",

@@ -186,7 +186,10 @@ class Poller:
                 self._learn(item, info)
             self._forget(item)
         if outcome.next is AfterPoll.DOWNLOAD:
-            ctx.ledger.advance(item, State.DOWNLOADING, provider_state="success", result_url=outcome.url)
+            cost = {} if outcome.credits is None else {"credits": float(outcome.credits)}
+            if outcome.credits is not None:
+                ctx.stats.credits_spent += outcome.credits
+            ctx.ledger.advance(item, State.DOWNLOADING, provider_state="success", result_url=outcome.url, **cost)
             self.to_download(item)
         elif outcome.next is AfterPoll.FAIL:
             ctx.ledger.advance(item, State.FAILED, provider_state=outcome.provider_state,

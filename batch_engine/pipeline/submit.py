@@ -51,8 +51,14 @@ class Submitter:
             ctx.stats.unanswered_creates += 1
         failures = 0
         while True:
+            if not ctx.take_create():  # the budget is spent: the item waits for another run
+                ctx.stats.over_budget += 1
+                ctx.left_by_budget.add(item.id)
+                ctx.rest(item)
+                return
             slot = await gate.acquire()
             if slot is None:  # the account was refused: leave the item for the next run
+                ctx.give_back_create()
                 ctx.stats.not_submitted += 1
                 ctx.rest(item)
                 return
@@ -74,6 +80,7 @@ class Submitter:
             changes: dict = {}
             if not outcome.counted:
                 changes["attempts"] = item.attempts - 1
+                ctx.give_back_create()
             if outcome.maybe_paid:
                 changes["unanswered_creates"] = item.unanswered_creates + 1
             if outcome.next is AfterCreate.FOLLOW:

@@ -13,6 +13,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from batch_engine.errors import (AccountRefused, KieError, Maintenance, RateLimited, Rejected, TaskFailed,
@@ -56,6 +57,7 @@ class TaskInfo:
     fail_code: str | None = None
     fail_msg: str | None = None
     cost_time_ms: int | None = None
+    credits: Decimal | None = None      # creditsConsumed (undocumented; on success records)
     create_time_ms: int | None = None
     complete_time_ms: int | None = None
 
@@ -83,7 +85,7 @@ class TaskInfo:
         return cls(task_id=valid_task_id(data.get("taskId") or data.get("task_id")) or "",
                    state=str(data.get("state") or "").lower(),
                    result_urls=urls, fail_code=None if fail_code in (None, "") else str(fail_code),
-                   fail_msg=str(fail_msg) if fail_msg else None, cost_time_ms=_int(data.get("costTime")),
+                   fail_msg=str(fail_msg) if fail_msg else None, credits=parse_credits(data.get("creditsConsumed")), cost_time_ms=_int(data.get("costTime")),
                    create_time_ms=_int(data.get("createTime")),
                    complete_time_ms=_int(data.get("completeTime")))
 
@@ -139,6 +141,17 @@ def classify(status: int, body: Any, *, retry_after: float | None = None,
     # 5xx and anything unknown: try again. A gateway error may hide a create that went through.
     return Transient(text, code=code, retry_after=retry_after,
                      maybe_sent=creating and code in (502, 504, 408))
+
+
+def parse_credits(value: Any) -> Decimal | None:
+    """A credit amount (kie's balances are fractional); None if absent or not a finite number."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    return number if number.is_finite() and number >= 0 else None
 
 
 def _int(value: Any) -> int | None:

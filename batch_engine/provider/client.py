@@ -17,13 +17,14 @@ import dataclasses
 import json
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, AsyncIterator
 
 import aiohttp
 
 from batch_engine.errors import (BadVideo, FileUnavailable, RangeNotSatisfiable, Rejected,
                                  Stalled, TaskUnknown, Transient)
-from batch_engine.provider.answers import TaskInfo, classify, parse_retry_after, valid_task_id
+from batch_engine.provider.answers import TaskInfo, parse_credits, classify, parse_retry_after, valid_task_id
 from batch_engine.text import clean
 
 MAX_ANSWER = 1024 * 1024      # bytes an API answer may hold (decompressed)
@@ -90,6 +91,14 @@ class KieClient:
             info, task_id=info.task_id or task_id, state=self.outside(info.state)[:64],
             fail_code=info.fail_code and self.outside(info.fail_code)[:64],
             fail_msg=info.fail_msg and self.outside(info.fail_msg))
+
+    async def credits(self) -> Decimal:
+        """The account's balance (GET /api/v1/chat/credit), a decimal: balances are fractional."""
+        data = await self._call("GET", "/api/v1/chat/credit")
+        balance = parse_credits(data)
+        if balance is None:
+            raise Transient("the credit endpoint answered without a number", code="bad_answer")
+        return balance
 
     async def fresh_download_url(self, url: str) -> str:
         data = await self._call("POST", "/api/v1/common/download-url", json={"url": url})

@@ -14,12 +14,15 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from batch_engine.pipeline.plan import Step
 from batch_engine.states import TERMINAL, State
 from batch_engine.store.ledger import Item
 from batch_engine.text import clean
 
 if TYPE_CHECKING:
+    from batch_engine.api import BatchResult
     from batch_engine.pipeline.engine import Run
+    from batch_engine.pipeline.plan import Plan
 
 log = logging.getLogger("batch_engine.progress")
 
@@ -37,7 +40,7 @@ def status_json(out_dir: Path, items: Iterable[Item], secrets: tuple[str, ...] =
              "fail_msg": clean(item.fail_msg, secrets) if item.fail_msg is not None else None,
              "video": os.path.join(folder, item.video) if item.video and item.state is State.SUCCEEDED else None,
              "bytes": item.bytes, "sha256": item.sha256, "attempts": item.attempts,
-             "retryable": item.retryable,
+             "retryable": item.retryable, "credits": item.credits,
              "provider_state": item.provider_state, "updated_at": item.updated_at}
             for item in items]
     return {"items": rows, "counts": counts(items)}
@@ -71,17 +74,26 @@ def status_table(items: Iterable[Item], console: Console, *, limit: int = 200,
     if len(ordered) > limit:
         console.print(f"... and {len(ordered) - limit} more (use --json for all)")
     console.print(_counts_line(items))
+    spent = [item.credits for item in items if item.credits is not None]
+    if spent:
+        console.print(f"{sum(spent):g} credits spent on {len(spent)} task(s) (as the provider reports)")
 
 
-def summary(run: "Run", console: Console) -> None:
-    s = run.stats
-    items = run.items
+def summary(result: "BatchResult", console: Console, *, task_timeout: float,
+            secrets: tuple[str, ...] = ()) -> None:
+    s, items, out = result.stats, list(result.items), result.out_dir
     console.print(_counts_line(items))
     facts = [f"{s.creates_sent} creates sent", f"{s.rate_limited} answered 429", f"{s.polls} polls",
              f"{s.bytes_downloaded / 1e6:.1f} MB downloaded"]
     if s.polls_refused:
         facts.insert(3, f"{s.polls_refused} polls answered 429 (polling slowed down)")
     console.print("  " + ", ".join(facts))
+    if s.credits_before is not None or s.credits_spent:
+        console.print(f"  credits: {s.credits_spent} spent by this run's tasks (as the provider reports)"
+                      + (f"; {s.credits_before} on the account before it" if s.credits_before is not None else ""))
+    if result.left_by_budget:
+        console.print(f"  {len(result.left_by_budget)} item(s) left pending: the --max-tasks budget was "
+                      "reached (not a failure; run again to continue)")
     if s.unanswered_creates:
         console.print(f"  [yellow]{s.unanswered_creates} create(s) got no answer and were sent again: "
                       "those items may have been paid twice[/]")
@@ -92,7 +104,7 @@ def summary(run: "Run", console: Console) -> None:
         console.print(f"  {s.changed} item(s) changed in the manifest since the last run and were made again")
     if s.timed_out:
         console.print(f"  [yellow]{s.timed_out} task(s) still unfinished after "
-                      f"{run.config.poll.task_timeout / 60:g} min: run the same command later to pick them up[/]")
+                      f"{task_timeout / 60:g} min: run the same command later to pick them up[/]")
     if s.not_submitted:
         console.print(f"  {s.not_submitted} item(s) not submitted (the account was refused); "
                       "they stay pending for the next run")
@@ -100,12 +112,33 @@ def summary(run: "Run", console: Console) -> None:
         console.print(f"  [yellow]{n} item(s) could not be created ({code}); they stay pending for the next run[/]")
     failed = [item for item in items if item.state is State.FAILED]
     for item in failed[:20]:
-        console.print("  [red]failed[/] " + escape(f"{clean(item.id)}: {failure_text(item, (run.config.api_key,))}"))
+        console.print("  [red]failed[/] " + escape(f"{clean(item.id)}: {failure_text(item, secrets)}"))
     if len(failed) > 20:
-        console.print(f"  ... and {len(failed) - 20} more failed (batch-engine status {run.config.out_dir})")
+        console.print(f"  ... and {len(failed) - 20} more failed (batch-engine status {out})")
     if failed:
-        console.print(f"  re-run the failed items: batch-engine retry {run.config.out_dir}")
-    console.print(f"  videos and ledger in {run.config.out_dir}", highlight=False)
+        console.print(f"  re-run the failed items: batch-engine retry {out}")
+    console.print(f"  videos and ledger in {out}", highlight=False)
+
+
+def dry_run_report(plan: "Plan", console: Console, *, max_tasks: int | None,
+                   credits_per_task: float | None) -> None:
+    """What a run would do: nothing is sent or written to find it out."""
+    c = plan.counts()
+    resumed = sum(c[step] for step in (Step.CREATE, Step.POLL, Step.DOWNLOAD, Step.REFETCH, Step.RECREATE,
+                                       Step.REOPEN_CREATE, Step.REOPEN_DOWNLOAD, Step.REREAD))
+    creates = plan.creates if max_tasks is None else min(plan.creates, max_tasks)
+    console.print(f"dry run: {len(plan.decisions)} item(s): {c[Step.NEW]} new, {resumed} resumed, "
+                  f"{c[Step.SKIP]} done (skipped), {c[Step.REMAKE]} to make again (edited), "
+                  f"{c[Step.KEEP_FAILED]} failed (left for retry), {c[Step.DAMAGED]} damaged in the ledger",
+                  highlight=False)
+    budget = f" (--max-tasks {max_tasks} of {plan.creates} needed)" if max_tasks is not None else ""
+    if credits_per_task is None:
+        cost = "estimate: unknown (no price set: --credits-per-task C)"
+    else:
+        credits = creates * credits_per_task
+        cost = f"estimate: {credits:g} credits (about ${credits * 0.005:,.2f} at $0.005 a credit)"
+    console.print(f"tasks that would be created: at most {creates}{budget}; {cost}", highlight=False)
+    console.print("nothing was sent and nothing was written", highlight=False)
 
 
 def _counts_line(items: list[Item]) -> str:

@@ -225,6 +225,8 @@ class Sandbox:
             else:
                 url = f"{self.files_url}/files/{task.task_id}.mp4"
                 data.update(state="success", resultJson=_json({"resultUrls": [url]}))
+                if self.settings.task_cost is not None:
+                    data["creditsConsumed"] = self.settings.task_cost
             if self.settings.times == "seconds":  # a stand-in that says it otherwise
                 data.update(costTime=round(task.duration), completeTime=None, createTime=None)
         if self.settings.times == "none":

@@ -45,6 +45,7 @@ class SandboxSettings:
     fail_rate: float = 0.0              # share of tasks that end in `fail`
     video_bytes: int = 256 * 1024
     credits: int | None = None          # creates allowed before 402; None: unlimited
+    task_cost: float | None = 12.5      # creditsConsumed on success records (None: not said)
     file_status: int | None = None      # the file host answers every request with this status
     expire_links: bool = False          # result URLs answer 403 until refreshed via download-url
     error_page: bool = False            # the file host answers 200 with an HTML page

@@ -25,7 +25,8 @@ from batch_engine.store.folder import write_atomic
 from batch_engine.store.item import Item, now_iso
 from batch_engine.store.replay import Replayed, replay
 
-__all__ = ["LEDGER_NAME", "Item", "Ledger", "LedgerError", "LedgerLocked", "now_iso", "read_items"]
+__all__ = ["LEDGER_NAME", "FolderUnusable", "Item", "Ledger", "LedgerError", "LedgerLocked", "now_iso",
+           "read_items", "read_ledger"]
 
 LEDGER_NAME = "ledger.jsonl"
 LOCK_NAME = ".batch-engine.lock"
@@ -40,9 +41,18 @@ class LedgerLocked(LedgerError):
     pass
 
 
+class FolderUnusable(LedgerError):
+    """The output folder or its ledger cannot be opened (nothing was sent)."""
+
+
 def read_items(out_dir: Path) -> dict[str, Item]:
     """Replay the ledger in `out_dir` (read-only, no lock); unreadable records are left out."""
     return _load(out_dir).items
+
+
+def read_ledger(out_dir: Path) -> Replayed:
+    """The ledger as it stands (read-only, no lock): items, damaged ids, kept lines."""
+    return _load(out_dir)
 
 
 def _load(out_dir: Path) -> Replayed:
@@ -95,10 +105,13 @@ class Ledger:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as e:
             self.close()
-            raise LedgerError(f"cannot use the output folder {self.out_dir}: {e.strerror or e}") from None
-        except LedgerError:
+            raise FolderUnusable(f"cannot use the output folder {self.out_dir}: {e.strerror or e}") from None
+        except LedgerLocked:
             self.close()
             raise
+        except LedgerError as e:
+            self.close()
+            raise FolderUnusable(str(e)) from None
         return self
 
     def __enter__(self) -> "Ledger":

@@ -1,0 +1,110 @@
+"""The command line: `run`, `retry`, `status`, `sandbox` (and `python -m batch_engine`).
+The only package that reads the environment (settings) and configures logging. Exit codes:
+0 every item succeeded (or waits for the next run's --max-tasks budget), 1 some item failed (or
+is left unfinished), 2 invalid input or usage (nothing sent), 3 the account was refused,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import logging
+import signal
+
+from rich.console import Console
+from rich.markup import escape
+
+from batch_engine import logs
+from batch_engine.version import __version__
+from batch_engine.cli.common import BAD_INPUT, INTERRUPTED, SOME_FAILED, UsageError
+from batch_engine.cli.run import cmd_retry, cmd_run
+from batch_engine.cli.status import cmd_status
+from batch_engine.sandbox.command import add_arguments as add_sandbox_arguments, serve as serve_sandbox
+
+log = logging.getLogger("batch_engine")
+
+
+def main(argv: list[str] | None = None) -> int:
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` prints where a stuck run is
+    logging.raiseExceptions = False  # a log that cannot be written (disk full) is not a traceback
+    args = _parser().parse_args(argv)
+    console = Console(stderr=True, soft_wrap=True)
+    logs.to_console(console, verbose=getattr(args, "verbose", False))
+    try:
+        return args.handler(args, console)
+    except UsageError as e:
+        console.print(f"[red]error:[/] {escape(str(e))}")
+        return BAD_INPUT
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: the ledger holds everything done so far; "
+                      "run the same command again to resume")
+        return INTERRUPTED
+    except Exception as e:  # a bug: say so plainly, keep the details in the log
+        log.debug("internal error", exc_info=True)
+        console.print(f"[red]internal error:[/] {type(e).__name__}: {e}. The ledger holds everything "
+                      "done so far; please report this with batch-engine.log from the output folder.")
+        return SOME_FAILED
+
+
+def cmd_sandbox(args: argparse.Namespace, console: Console) -> int:
+    try:
+        return serve_sandbox(args, console)
+    except ValueError as e:
+        raise UsageError(f"sandbox: {e}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="batch-engine", description=(
+        "Turn a YAML manifest of image/prompt pairs into MP4 videos with kie.ai's Hailuo 02 "
+        "Image To Video Pro. Environment: KIE_API_KEY, KIE_BASE_URL, KIE_WEBHOOK_HMAC_KEY."))
+    parser.add_argument("--version", action="version", version=f"batch-engine {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_run_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--rate", default="20/10s", help="create cap, N/Ws (default 20/10s, kie.ai's limit)")
+        p.add_argument("--task-timeout", type=float, default=20.0, metavar="MINUTES",
+                       help="report a task still unfinished after this long (it stays resumable)")
+        p.add_argument("--poll-rate", type=float, default=25.0, metavar="N",
+                       help="at most N recordInfo calls per second, all tasks together (default 25)")
+        p.add_argument("--request-timeout", type=float, default=60.0, metavar="SECONDS",
+                       help="give up waiting for one API answer after this long (default 60)")
+        p.add_argument("--download-stall", type=float, default=60.0, metavar="SECONDS",
+                       help="cut a download that brings under 1 KiB in this long, and resume it (default 60)")
+        # for tests and demos: multiplies poll intervals and retry back-offs
+        p.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
+        p.add_argument("--callback-url", metavar="URL",
+                       help="ask kie.ai to POST each finished task here; polling becomes a slow fallback")
+        p.add_argument("--listen", metavar="HOST:PORT",
+                       help="where the callback receiver listens (default 127.0.0.1 and the URL's port)")
+        p.add_argument("--max-tasks", type=int, metavar="N",
+                       help="create at most N tasks in this run (the rest stay pending; not a failure)")
+        p.add_argument("--dry-run", action="store_true",
+                       help="show what would be created, skipped and made again; send nothing")
+        p.add_argument("--credits-per-task", type=float, metavar="C",
+                       help="what one task costs, in credits, for the dry run's estimate")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        p.add_argument("-v", "--verbose", action="store_true", help="log every retry and refresh")
+
+    run = sub.add_parser("run", help="make a video for every item of a manifest (resumes)")
+    run.add_argument("manifest")
+    run.add_argument("--out", required=True, help="output folder: videos and the ledger")
+    run.add_argument("--only", metavar="ID,...", help="only these items of the catalog")
+    run.add_argument("--shard", metavar="K/N", help="only the K-th of N shards (by a hash of each id: stable)")
+    add_run_options(run)
+    run.set_defaults(handler=cmd_run)
+
+    retry = sub.add_parser("retry", help="re-run the failed items of an output folder, from its ledger")
+    retry.add_argument("out")
+    add_run_options(retry)
+    retry.set_defaults(handler=cmd_retry)
+
+    status = sub.add_parser("status", help="show the ledger of an output folder")
+    status.add_argument("out")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=cmd_status)
+
+    sandbox = sub.add_parser("sandbox", help="serve a local stand-in for kie.ai (for trying things out)")
+    add_sandbox_arguments(sandbox)
+    sandbox.set_defaults(handler=cmd_sandbox)
+    return parser

@@ -1,0 +1,152 @@
+"""`run` and `retry`: build the config, plan, run through `api.execute`, report, exit code.
+`run --dry-run` plans from the ledger as it stands and prints the plan: nothing sent, nothing
+written."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import faulthandler
+import json
+import signal
+from contextlib import AsyncExitStack
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from rich.console import Console
+from rich.markup import escape
+
+from batch_engine.api import BatchInputError, BatchResult, choose, execute, load_specs
+from batch_engine.catalog.select import parse_shard
+from batch_engine.cli.common import OK, REFUSED, SOME_FAILED, UsageError, print_problems
+from batch_engine.cli.settings import build_config
+from batch_engine.config import Config
+from batch_engine.errors import AccountRefused
+from batch_engine.pipeline.engine import Run
+from batch_engine.pipeline.plan import Plan, plan_manifest, plan_retry
+from batch_engine.provider.callbacks import CannotListen
+from batch_engine.report.console import dry_run_report, live_progress, progress_lines, summary
+from batch_engine.sandbox import Sandbox, SandboxSettings
+from batch_engine.store.folder import file_sizes, write_atomic
+from batch_engine.store.ledger import LEDGER_NAME, FolderUnusable, Ledger, LedgerError, LedgerLocked, read_ledger
+from batch_engine import logs
+
+SUMMARY_NAME = "summary.json"
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    try:
+        specs = load_specs(args.manifest, None)
+        only = {part.strip() for part in args.only.split(",") if part.strip()} if args.only else None
+        specs = choose(specs, only=only, shard=parse_shard(args.shard) if args.shard else None)
+    except BatchInputError as e:
+        return print_problems(console, args.manifest, e.problems)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if args.dry_run:
+        return _dry_run(args, console, lambda known, damaged, files: plan_manifest(known, specs, files, damaged))
+    return _execute(args, console, lambda ledger: plan_manifest(ledger.items, specs, file_sizes(ledger.out_dir),
+                                                                 ledger.damaged))
+
+
+def cmd_retry(args: argparse.Namespace, console: Console) -> int:
+    if not (Path(args.out) / LEDGER_NAME).exists():
+        raise UsageError(f"no ledger in {args.out}: nothing to retry (run a manifest first)")
+    if args.dry_run:
+        return _dry_run(args, console, lambda known, damaged, files: plan_retry(known, files, damaged))
+    return _execute(args, console, lambda ledger: plan_retry(ledger.items, file_sizes(ledger.out_dir), ledger.damaged))
+
+
+def _dry_run(args: argparse.Namespace, console: Console, make_plan: Callable[..., Plan]) -> int:
+    """The plan against the ledger as it stands (read without the lock): nothing sent or written."""
+    out = Path(args.out)
+    try:
+        loaded = read_ledger(out)
+    except LedgerError as e:
+        raise UsageError(str(e)) from None
+    plan = make_plan(loaded.items, loaded.damaged, file_sizes(out))
+    dry_run_report(plan, console, max_tasks=args.max_tasks, credits_per_task=args.credits_per_task)
+    return OK
+
+
+def _execute(args: argparse.Namespace, console: Console, make_plan: Callable[[Ledger], Plan]) -> int:
+    try:
+        config = build_config(args, terminal=console.is_terminal)
+        config.out_dir.mkdir(parents=True, exist_ok=True)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"cannot use the output folder {args.out}: {e.strerror or e}") from None
+    logs.to_file(config.out_dir, [k for k in (config.api_key, config.webhook_hmac_key) if k])
+    try:
+        result = asyncio.run(_run_async(config, make_plan, console, args))
+    except (LedgerLocked, FolderUnusable) as e:  # nothing was sent
+        raise UsageError(str(e)) from None
+    except CannotListen as e:  # bound before anything was sent
+        raise UsageError(f"{e}; nothing was sent") from None
+    except LedgerError as e:
+        console.print(f"[red]error:[/] {escape(str(e))}")
+        return SOME_FAILED
+    if result is None:
+        raise KeyboardInterrupt  # reported once, by main
+    summary(result, console, task_timeout=config.poll.task_timeout, secrets=(config.api_key,))
+    _write_summary(config.out_dir, result)
+    if result.refused is not None:
+        console.print(f"[red]account refused ({result.refused}):[/] {_advice(result.refused)}")
+        return REFUSED
+    return result.exit_code
+
+
+async def _run_async(config: Config, make_plan: Callable[[Ledger], Plan], console: Console,
+                     args: argparse.Namespace) -> BatchResult | None:
+    main_task = asyncio.current_task()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)  # type: ignore[union-attr]
+    async with AsyncExitStack() as stack:
+        if args.sandbox:
+            config = await _start_demo_sandbox(stack, config, console)
+        console.print(f"ledger: {config.out_dir / LEDGER_NAME}   rate: {config.rate}   "
+                      f"provider: {config.base_url}", highlight=False)
+        show = (lambda run: live_progress(run, console)) if config.show_progress else progress_lines
+
+        async def watch(run: Run) -> None:
+            _show_state_on_usr1(run, console)
+            if run.stats.credits_before is not None:
+                console.print(f"credits: {run.stats.credits_before} on the account", highlight=False)
+            await show(run)
+        try:
+            return await execute(config, make_plan, watch=watch)
+        except asyncio.CancelledError:
+            return None
+    return None
+
+
+def _show_state_on_usr1(run: Run, console: Console) -> None:
+    """`kill -USR1 PID`: the stacks at once (even if the loop is stuck), then the live state of
+    the run, its stages and its gates, from the loop."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, lambda: console.print(repr(run), markup=False, highlight=False))
+    faulthandler.register(signal.SIGUSR1, chain=True)
+
+
+async def _start_demo_sandbox(stack: AsyncExitStack, config: Config, console: Console) -> Config:
+    sandbox = Sandbox(SandboxSettings(api_key=config.api_key, gen_time=(2.0, 5.0), fail_rate=0.0))
+    await sandbox.start()
+    stack.push_async_callback(sandbox.stop)
+    console.print(f"[bold yellow]No KIE_API_KEY set: running against the built-in sandbox at "
+                  f"{sandbox.base_url}[/] (a local stand-in for kie.ai; no real videos, no charge). "
+                  "Set KIE_API_KEY to use kie.ai.", highlight=False)
+    poll = replace(config.poll, scale=0.2)
+    return replace(config, base_url=sandbox.base_url, poll=poll)
+
+
+def _write_summary(out: Path, result: BatchResult) -> None:
+    """summary.json beside the videos, for monitors and the morning review; never fails the run."""
+    try:
+        write_atomic(out / SUMMARY_NAME, json.dumps(result.summary(), indent=2).encode() + b"\n")
+    except OSError:
+        pass
+
+
+def _advice(code: int) -> str:
+    return AccountRefused("", code=code).advice
