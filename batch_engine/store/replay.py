@@ -1,6 +1,6 @@
 """Rebuild the items from the ledger's lines, keeping what cannot be read.
 
-A torn last line (a `kill -9` mid-write) is dropped. Any other line that is not JSON, or a record
+A torn last line (a `kill -9` mid-write: it does not parse) is dropped. Any other line that is not JSON, or a record
 that fails `item.record_problem` (a hand edit, another tool, a newer version), is never thrown
 away: its line is kept verbatim, so compaction writes it back, and its item is *damaged*: left
 out of the run (never paid for again as if new) and named in the log until someone fixes it.
@@ -29,7 +29,7 @@ class Replayed:
 def replay(data: bytes) -> Replayed:
     torn = bool(data) and not data.endswith(b"\n")
     lines = [line for line in data.split(b"\n") if line.strip()]
-    if torn:
+    if torn and _parse(lines[-1]) is _NOT_JSON:  # cut mid-write; a last line that parses is whole
         lines.pop()
     result = Replayed()
     raw_by_id: dict[str, list[bytes]] = {}
