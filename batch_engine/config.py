@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 from batch_engine.version import __version__
 
 DEFAULT_BASE_URL = "https://api.kie.ai"
-MODEL = "hailuo/02-image-to-video-pro"
 USER_AGENT = f"batch-engine/{__version__} (+https://pypi.org/project/batch-engine/)"
 
 

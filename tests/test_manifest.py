@@ -191,3 +191,47 @@ def test_11_prompts_with_control_or_bidi_characters(tmp_path, prompt):
     with pytest.raises(ManifestError) as e:
         load_manifest(path)
     assert "prompt: contains a control" in e.value.problems[0]
+
+
+def manifest_with(tmp_path: Path, defaults: dict, items: list[dict]) -> Path:
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({"defaults": defaults, "items": items}))
+    return path
+
+
+def test_models_each_check_their_own_fields(tmp_path):
+    """Standard takes duration and resolution, 2.3 takes longer prompts and no end frame and no
+    10 s at 1080P, Pro takes neither: every field a model does not take is named, never sent."""
+    base = {"image_url": "https://x.test/1.jpg"}
+    path = manifest_with(tmp_path, {"duration": 6}, [
+        {"id": "pro", "prompt": "p", **base},
+        {"id": "std", "model": "hailuo/02-image-to-video-standard", "prompt": "p", "resolution": "1080P", **base},
+        {"id": "h23", "model": "hailuo/2-3-image-to-video-pro", "prompt": "p" * 3000, "resolution": "1080P",
+         "duration": "10", "end_image_url": "https://x.test/2.jpg", **base},
+        {"id": "nope", "model": "kling/v9", "prompt": "p", **base},
+    ])
+    with pytest.raises(ManifestError) as e:
+        load_manifest(path)
+    text = "\n".join(e.value.problems)
+    assert "'pro': duration (from defaults): model hailuo/02-image-to-video-pro does not take it" in text
+    assert "'std': resolution: '1080P' is not one of 512P, 768P" in text
+    assert "'h23': end_image_url: model hailuo/2-3-image-to-video-pro does not take it" in text
+    assert "'h23': duration 10 is not allowed at resolution 1080P" in text
+    assert "'nope': model: 'kling/v9' is not one of" in text
+    assert "p" * 3000 not in text
+
+
+def test_a_chosen_model_is_sent_with_its_own_input(tmp_path):
+    path = manifest_with(tmp_path, {"model": "hailuo/02-image-to-video-standard", "duration": 10}, [
+        {"id": "a", "prompt": "p", "image_url": "https://x.test/1.jpg", "resolution": "768P"}])
+    request = load_manifest(path)[0].request()
+    assert request == {"model": "hailuo/02-image-to-video-standard",
+                       "input": {"prompt": "p", "image_url": "https://x.test/1.jpg", "end_image_url": "",
+                                 "prompt_optimizer": True, "duration": "10", "resolution": "768P"}}
+
+
+def test_the_default_model_s_request_is_unchanged_so_old_ledgers_stay_valid(tmp_path):
+    path = manifest_with(tmp_path, {}, [{"id": "a", "prompt": "p", "image_url": "https://x.test/1.jpg"}])
+    assert load_manifest(path)[0].request() == {
+        "model": "hailuo/02-image-to-video-pro",
+        "input": {"prompt": "p", "image_url": "https://x.test/1.jpg", "end_image_url": "", "prompt_optimizer": True}}

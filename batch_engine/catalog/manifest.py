@@ -2,53 +2,20 @@
 
 from __future__ import annotations
 
-import difflib
-import hashlib
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from batch_engine.config import MODEL, check_url
-from batch_engine.ids import id_key, unsafe_id_reason
-from batch_engine.text import has_unsafe
+from batch_engine.catalog.items import DEFAULT_KEYS, ItemSpec, did_you_mean, fingerprint, validate_item
+from batch_engine.ids import id_key
+
+__all__ = ["ItemSpec", "ManifestError", "fingerprint", "load_manifest", "validate_catalog"]
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
-MAX_PROMPT = 1500
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 MAX_ALIAS_GROWTH = 100_000  # nodes that expanding YAML aliases may add to a manifest
-INPUT_FIELDS = ("prompt", "image_url", "end_image_url", "prompt_optimizer", "nsfw_checker")
-ITEM_KEYS = ("id", *INPUT_FIELDS)
 TOP_KEYS = ("defaults", "items")
-
-
-@dataclass(frozen=True, slots=True)
-class ItemSpec:
-    """One video to make: the id it is filed under and the createTask input that makes it."""
-
-    id: str
-    prompt: str
-    image_url: str
-    end_image_url: str = ""
-    prompt_optimizer: bool = True
-    nsfw_checker: bool | None = None
-
-    def request(self) -> dict[str, Any]:
-        """The createTask body, exactly as documented (callBackUrl is added by the submitter)."""
-        inp: dict[str, Any] = {"prompt": self.prompt, "image_url": self.image_url,
-                               "end_image_url": self.end_image_url,
-                               "prompt_optimizer": self.prompt_optimizer}
-        if self.nsfw_checker is not None:
-            inp["nsfw_checker"] = self.nsfw_checker
-        return {"model": MODEL, "input": inp}
-
-
-def fingerprint(request: dict[str, Any]) -> str:
-    """A short stable digest of a createTask body: tells whether an item changed between runs."""
-    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 class ManifestError(Exception):
@@ -112,14 +79,14 @@ def validate_catalog(data: Any, path: Path, node: yaml.Node | None = None) -> li
         raise ManifestError(path, [f"the manifest is {kind}; it must be a mapping with 'items:'{hint}"])
     for key in data:
         if key not in TOP_KEYS:
-            problems.append(f"top level: unknown key {key!r}{_did_you_mean(key, TOP_KEYS)}")
+            problems.append(f"top level: unknown key {key!r}{did_you_mean(key, TOP_KEYS)}")
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
         problems.append("defaults: must be a mapping of field: value")
         defaults = {}
     for key in defaults:
-        if key not in INPUT_FIELDS:
-            problems.append(f"defaults: unknown key {key!r}{_did_you_mean(key, INPUT_FIELDS)}")
+        if key not in DEFAULT_KEYS:
+            problems.append(f"defaults: unknown key {key!r}{did_you_mean(key, DEFAULT_KEYS)}")
     items = data.get("items")
     if items is None:
         problems.append("items: missing; list the videos to make under 'items:'")
@@ -135,7 +102,7 @@ def validate_catalog(data: Any, path: Path, node: yaml.Node | None = None) -> li
     seen: dict[str, tuple[str, str]] = {}
     for pos, entry in enumerate(items, start=1):
         where = f"item {pos}" + (f" (line {lines[pos - 1]})" if pos - 1 < len(lines) else "")
-        spec = _validate_item(entry, defaults, where, problems)
+        spec = validate_item(entry, defaults, where, problems)
         if spec is None:
             continue
         first = seen.setdefault(id_key(spec.id), (spec.id, where))
@@ -148,85 +115,6 @@ def validate_catalog(data: Any, path: Path, node: yaml.Node | None = None) -> li
     if problems:
         raise ManifestError(path, problems)
     return specs
-
-
-def _validate_item(entry: Any, defaults: dict, where: str, problems: list[str]) -> ItemSpec | None:
-    if not isinstance(entry, dict):
-        problems.append(f"{where}: must be a mapping with id, image_url and prompt")
-        return None
-    before = len(problems)
-    raw_id = entry.get("id")
-    label = where + (f" {raw_id!r}" if isinstance(raw_id, str) and raw_id else "")
-    for key in entry:
-        if key not in ITEM_KEYS:
-            problems.append(f"{label}: unknown key {key!r}{_did_you_mean(str(key), ITEM_KEYS)}")
-    fields = {**{k: v for k, v in defaults.items() if k in INPUT_FIELDS}, **entry}
-
-    item_id = _check_id(raw_id, label, problems)
-    prompt = fields.get("prompt")
-    if prompt is None:
-        problems.append(f"{label}: prompt: missing")
-    elif not isinstance(prompt, str):
-        problems.append(f"{label}: prompt: must be text, not {_kind(prompt)}")
-    elif not prompt.strip():
-        problems.append(f"{label}: prompt: is empty")
-    elif len(prompt) > MAX_PROMPT:
-        problems.append(f"{label}: prompt: is {len(prompt)} characters; at most {MAX_PROMPT}")
-    elif has_unsafe(prompt, allow="\n\t\r"):
-        problems.append(f"{label}: prompt: contains a control or bidirectional-override character")
-    image_url = fields.get("image_url")
-    if image_url is None:
-        problems.append(f"{label}: image_url: missing")
-    else:
-        _check_url(image_url, f"{label}: image_url", problems)
-    end_image_url = fields.get("end_image_url")
-    if end_image_url is None:
-        end_image_url = ""
-    elif end_image_url != "":
-        _check_url(end_image_url, f"{label}: end_image_url", problems)
-    for flag in ("prompt_optimizer", "nsfw_checker"):
-        if flag in fields and not isinstance(fields[flag], bool):
-            problems.append(f"{label}: {flag}: must be true or false, not {_kind(fields[flag])}")
-    if len(problems) > before:
-        return None
-    return ItemSpec(id=item_id, prompt=prompt, image_url=image_url, end_image_url=end_image_url,
-                    prompt_optimizer=fields.get("prompt_optimizer", True),
-                    nsfw_checker=fields.get("nsfw_checker"))
-
-
-def _check_id(raw: Any, label: str, problems: list[str]) -> str:
-    if raw is None:
-        problems.append(f"{label}: id: missing (each item needs a unique id; it names the video file)")
-    elif not isinstance(raw, str):
-        problems.append(f"{label}: id: must be text, not {_kind(raw)}; quote it: id: \"{raw}\"")
-    elif reason := unsafe_id_reason(raw):
-        problems.append(f"{label}: id: {reason}")
-    else:
-        return raw
-    return ""
-
-
-def _check_url(value: Any, label: str, problems: list[str]) -> None:
-    if not isinstance(value, str):
-        problems.append(f"{label}: must be a URL (text), not {_kind(value)}")
-        return
-    if value != value.strip() or any(c.isspace() for c in value):
-        problems.append(f"{label}: contains white space")
-        return
-    try:
-        check_url("", value)
-    except ValueError as e:
-        problems.append(f"{label}:{str(e).replace(repr(value), repr(value[:80]))}")
-
-
-def _kind(value: Any) -> str:
-    return {bool: "true/false", int: "a number", float: "a number", list: "a list", str: "text",
-            dict: "a mapping"}.get(type(value), type(value).__name__)
-
-
-def _did_you_mean(key: str, known: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(known)})"
 
 
 def _item_lines(node: yaml.Node | None) -> list[int]:

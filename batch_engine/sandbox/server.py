@@ -23,7 +23,8 @@ from typing import Any
 
 from aiohttp import ClientSession, web
 
-from batch_engine.config import MODEL, Rate
+from batch_engine.catalog.models import MODELS
+from batch_engine.config import Rate
 from batch_engine.sandbox.media import item_key, video_chunks
 from batch_engine.sandbox.settings import SandboxSettings, SandboxStats
 
@@ -142,11 +143,12 @@ class Sandbox:
         except ValueError:
             return _answer(400, "Invalid JSON")
         inp = body.get("input") if isinstance(body, dict) else None
-        if not isinstance(inp, dict) or body.get("model") != MODEL:
-            return _answer(422, "model or input is invalid")
+        model = MODELS.get(body.get("model")) if isinstance(body, dict) else None
+        if not isinstance(inp, dict) or model is None:
+            return _answer(422, "model name not supported")
         prompt, image = inp.get("prompt"), inp.get("image_url")
-        if not isinstance(prompt, str) or not prompt or len(prompt) > 1500:
-            return _answer(422, "prompt is required and at most 1500 characters")
+        if not isinstance(prompt, str) or not prompt or len(prompt) > model.prompt_max:
+            return _answer(422, f"prompt is required and at most {model.prompt_max} characters")
         if not isinstance(image, str) or not image.startswith(("http://", "https://")):
             return _answer(500, "image_url: This field is required")
         now = time.monotonic()
@@ -213,7 +215,7 @@ class Sandbox:
     def task_data(self, task: _Task) -> dict[str, Any]:
         progress = (time.monotonic() - task.created) / task.duration
         data: dict[str, Any] = {
-            "taskId": task.task_id, "model": MODEL, "param": _json(task.param),
+            "taskId": task.task_id, "model": task.param.get("model"), "param": _json(task.param),
             "resultJson": "", "failCode": None, "failMsg": None, "costTime": None,
             "completeTime": None, "createTime": int((time.time() - (time.monotonic() - task.created)) * 1000),
             "state": "waiting" if progress < 0.1 else "queuing" if progress < 0.3 else "generating"}
