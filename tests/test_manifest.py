@@ -235,3 +235,66 @@ def test_the_default_model_s_request_is_unchanged_so_old_ledgers_stay_valid(tmp_
     assert load_manifest(path)[0].request() == {
         "model": "hailuo/02-image-to-video-pro",
         "input": {"prompt": "p", "image_url": "https://x.test/1.jpg", "end_image_url": "", "prompt_optimizer": True}}
+
+
+def test_a_csv_catalog_builds_items_from_columns_and_a_template(tmp_path):
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "catalog.csv").write_text(
+        "id,image_url,title,style,notes\n"
+        "sku-1,https://x.test/1.jpg,watch,warm,ignored\n"
+        "sku-2,https://x.test/2.jpg,ring,cold,\n")
+    path = tmp_path / "m.yaml"
+    path.write_text("defaults: {prompt_optimizer: false}\nitems_from: cat/catalog.csv\n"
+                    "prompt_template: 'Slow dolly-in on the {title}, {style} lighting'\n")
+    specs = load_manifest(path)
+    assert [(s.id, s.prompt, s.prompt_optimizer) for s in specs] == [
+        ("sku-1", "Slow dolly-in on the watch, warm lighting", False),
+        ("sku-2", "Slow dolly-in on the ring, cold lighting", False)]
+
+
+def test_a_csv_with_bad_rows_and_a_missing_column_names_every_line(tmp_path):
+    (tmp_path / "c.csv").write_text("id,image_url,title\n"
+                                    "sku-1,https://x.test/1.jpg,watch\n"
+                                    "sku-2,ftp://x.test/2.jpg,ring\n"
+                                    "sku-3,https://x.test/3.jpg,\n"
+                                    "sku-4,https://x.test/4.jpg,a,b\n")
+    path = tmp_path / "m.yaml"
+    path.write_text("items_from: c.csv\nprompt_template: '{title} in {style} light'\n")
+    with pytest.raises(ManifestError) as e:
+        load_manifest(path)
+    assert e.value.problems == ["c.csv: missing column(s): style (named in prompt_template)",
+                                "c.csv line 5: more values than columns"]
+    path.write_text("items_from: c.csv\nprompt_template: 'the {title}'\n")
+    with pytest.raises(ManifestError) as e:
+        load_manifest(path)
+    text = "\n".join(e.value.problems)
+    assert "c.csv line 3 'sku-2': image_url: 'ftp://x.test/2.jpg' is not an http(s) URL" in text
+    assert "c.csv line 4: empty value in column(s) title" in text
+    assert "c.csv line 5: more values than columns" in text
+    assert len(e.value.problems) == 3
+
+
+def test_a_jsonl_catalog_and_an_unknown_placeholder(tmp_path):
+    (tmp_path / "c.jsonl").write_text('{"id": "a", "image_url": "https://x.test/1.jpg", "title": "lamp"}\n'
+                                      'not json\n')
+    path = tmp_path / "m.yaml"
+    path.write_text("items_from: c.jsonl\nprompt_template: 'the {title!r}'\n")
+    with pytest.raises(ManifestError) as e:
+        load_manifest(path)
+    assert e.value.problems[0] == "c.jsonl line 2: not JSON" and len(e.value.problems) == 2
+    assert "placeholder {title} must be a plain column name" in e.value.problems[1]
+    (tmp_path / "c.jsonl").write_text('{"id": "a", "image_url": "https://x.test/1.jpg", "title": "lamp"}\n')
+    with pytest.raises(ManifestError) as e:
+        load_manifest(path)
+    assert "plain column name" in e.value.problems[0]
+
+
+def test_validate_shows_what_would_be_sent(tmp_path):
+    (tmp_path / "c.csv").write_text("id,image_url,title\n" + "".join(
+        f"sku-{i},https://x.test/{i}.jpg,lamp {i}\n" for i in range(5)))
+    path = tmp_path / "m.yaml"
+    path.write_text("items_from: c.csv\nprompt_template: 'the {title}'\n")
+    done = run_cli("validate", str(path), env=cli_env(None))
+    assert done.returncode == 0, done.stderr
+    assert "valid: 5 item(s); 5 with hailuo/02-image-to-video-pro" in done.stderr
+    assert "sku-0: the lamp 0" in done.stderr and "... and 2 more" in done.stderr

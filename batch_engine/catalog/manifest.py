@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from batch_engine.catalog.items import DEFAULT_KEYS, ItemSpec, did_you_mean, fingerprint, validate_item
+from batch_engine.catalog.tabular import read_catalog
 from batch_engine.ids import id_key
 
 __all__ = ["ItemSpec", "ManifestError", "fingerprint", "load_manifest", "validate_catalog"]
@@ -15,7 +16,7 @@ __all__ = ["ItemSpec", "ManifestError", "fingerprint", "load_manifest", "validat
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 MAX_ALIAS_GROWTH = 100_000  # nodes that expanding YAML aliases may add to a manifest
-TOP_KEYS = ("defaults", "items")
+TOP_KEYS = ("defaults", "items", "items_from", "prompt_template")
 
 
 class ManifestError(Exception):
@@ -88,8 +89,16 @@ def validate_catalog(data: Any, path: Path, node: yaml.Node | None = None) -> li
         if key not in DEFAULT_KEYS:
             problems.append(f"defaults: unknown key {key!r}{did_you_mean(key, DEFAULT_KEYS)}")
     items = data.get("items")
-    if items is None:
-        problems.append("items: missing; list the videos to make under 'items:'")
+    located: list[tuple[str, Any]] = []  # (where, entry) of the rows of `items_from`
+    if data.get("items_from") is not None:
+        located = _from_file(data, path, problems)
+    elif data.get("prompt_template") is not None:
+        problems.append("prompt_template: goes with items_from (a CSV or JSON Lines catalog)")
+    if items is None and data.get("items_from") is not None:
+        items = []
+    elif items is None:
+        problems.append("items: missing; list the videos to make under 'items:', or name a "
+                        "catalog file with 'items_from:'")
         items = []
     elif not isinstance(items, list):
         problems.append("items: must be a list of mappings (each starting with '- id: ...')")
@@ -100,8 +109,9 @@ def validate_catalog(data: Any, path: Path, node: yaml.Node | None = None) -> li
     lines = _item_lines(node)
     specs: list[ItemSpec] = []
     seen: dict[str, tuple[str, str]] = {}
-    for pos, entry in enumerate(items, start=1):
-        where = f"item {pos}" + (f" (line {lines[pos - 1]})" if pos - 1 < len(lines) else "")
+    located = [(f"item {pos}" + (f" (line {lines[pos - 1]})" if pos - 1 < len(lines) else ""), entry)
+               for pos, entry in enumerate(items, start=1)] + located
+    for where, entry in located:
         spec = validate_item(entry, defaults, where, problems)
         if spec is None:
             continue
@@ -115,6 +125,19 @@ def validate_catalog(data: Any, path: Path, node: yaml.Node | None = None) -> li
     if problems:
         raise ManifestError(path, problems)
     return specs
+
+
+def _from_file(data: dict, path: Path, problems: list[str]) -> list[tuple[str, Any]]:
+    source, template = data.get("items_from"), data.get("prompt_template")
+    if not isinstance(source, str) or not source.strip():
+        problems.append("items_from: must be the path of a .csv or .jsonl file")
+        return []
+    if template is not None and not isinstance(template, str):
+        problems.append("prompt_template: must be text")
+        return []
+    rows, found = read_catalog(path.parent / source, template)
+    problems.extend(found)
+    return rows
 
 
 def _item_lines(node: yaml.Node | None) -> list[int]:

@@ -18,7 +18,7 @@ from rich.markup import escape
 from batch_engine import logs
 from batch_engine.version import __version__
 from batch_engine.cli.common import BAD_INPUT, INTERRUPTED, SOME_FAILED, UsageError
-from batch_engine.cli.run import cmd_retry, cmd_run
+from batch_engine.cli.run import cmd_retry, cmd_run, cmd_validate
 from batch_engine.cli.status import cmd_status
 from batch_engine.sandbox.command import add_arguments as add_sandbox_arguments, serve as serve_sandbox
 
@@ -98,6 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("out")
     add_run_options(retry)
     retry.set_defaults(handler=cmd_retry)
+
+    validate = sub.add_parser("validate", help="check a manifest and show what would be sent; send nothing")
+    validate.add_argument("manifest")
+    validate.set_defaults(handler=cmd_validate)
 
     status = sub.add_parser("status", help="show the ledger of an output folder")
     status.add_argument("out")

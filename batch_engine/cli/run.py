@@ -26,7 +26,7 @@ from batch_engine.errors import AccountRefused
 from batch_engine.pipeline.engine import Run
 from batch_engine.pipeline.plan import Plan, plan_manifest, plan_retry
 from batch_engine.provider.callbacks import CannotListen
-from batch_engine.report.console import dry_run_report, live_progress, progress_lines, summary
+from batch_engine.report.console import dry_run_report, live_progress, progress_lines, summary, validation_report
 from batch_engine.sandbox import Sandbox, SandboxSettings
 from batch_engine.store.folder import file_sizes, write_atomic
 from batch_engine.store.ledger import LEDGER_NAME, FolderUnusable, Ledger, LedgerError, LedgerLocked, read_ledger
@@ -48,6 +48,16 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         return _dry_run(args, console, lambda known, damaged, files: plan_manifest(known, specs, files, damaged))
     return _execute(args, console, lambda ledger: plan_manifest(ledger.items, specs, file_sizes(ledger.out_dir),
                                                                  ledger.damaged))
+
+
+def cmd_validate(args: argparse.Namespace, console: Console) -> int:
+    """Every problem, or what would be sent: item count, models, a few expanded prompts."""
+    try:
+        specs = load_specs(args.manifest, None)
+    except BatchInputError as e:
+        return print_problems(console, args.manifest, e.problems)
+    validation_report(specs, console)
+    return OK
 
 
 def cmd_retry(args: argparse.Namespace, console: Console) -> int:

@@ -21,6 +21,7 @@ from batch_engine.text import clean
 
 if TYPE_CHECKING:
     from batch_engine.api import BatchResult
+    from batch_engine.catalog.items import ItemSpec
     from batch_engine.pipeline.engine import Run
     from batch_engine.pipeline.plan import Plan
 
@@ -118,6 +119,17 @@ def summary(result: "BatchResult", console: Console, *, task_timeout: float,
     if failed:
         console.print(f"  re-run the failed items: batch-engine retry {out}")
     console.print(f"  videos and ledger in {out}", highlight=False)
+
+
+def validation_report(specs: list["ItemSpec"], console: Console, *, examples: int = 3) -> None:
+    models = Counter(spec.model for spec in specs)
+    console.print(f"valid: {len(specs)} item(s); " + ", ".join(f"{n} with {m}" for m, n in models.items()),
+                  highlight=False)
+    for spec in specs[:examples]:
+        console.print(f"  {escape(spec.id)}: {escape(spec.prompt[:200])}", highlight=False)
+    if len(specs) > examples:
+        console.print(f"  ... and {len(specs) - examples} more", highlight=False)
+    console.print("nothing was sent", highlight=False)
 
 
 def dry_run_report(plan: "Plan", console: Console, *, max_tasks: int | None,
