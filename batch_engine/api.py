@@ -25,7 +25,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 from batch_engine.catalog.manifest import ItemSpec, ManifestError, load_manifest, validate_catalog
 from batch_engine.catalog.select import select
-from batch_engine.config import (DEFAULT_BASE_URL, Config, PollSettings, Rate, check_positive, check_secret,
+from batch_engine.catalog.images import LocalImage
+from batch_engine.config import (DEFAULT_BASE_URL, DEFAULT_UPLOAD_URL, Config, PollSettings, Rate, check_positive, check_secret,
                                  check_url)
 from batch_engine.pipeline.context import RunStats
 from batch_engine.pipeline.engine import Run, Watch, run_plan
@@ -99,14 +100,18 @@ async def run_batch_async(manifest: str | os.PathLike[str] | None = None, *,
                           only: Iterable[str] | None = None, shard: tuple[int, int] | None = None,
                           max_tasks: int | None = None, poll_rate: float = 25.0,
                           task_timeout_minutes: float = 20.0, request_timeout: float = 60.0,
-                          download_stall: float = 60.0, watch: Watch | None = None) -> BatchResult:
-    """`api_key` defaults to KIE_API_KEY, `base_url` to KIE_BASE_URL or kie.ai's."""
+                          download_stall: float = 60.0, upload_url: str | None = None,
+                          watch: Watch | None = None) -> BatchResult:
+    """`api_key` defaults to KIE_API_KEY, `base_url` to KIE_BASE_URL or kie.ai's, `upload_url`
+    to KIE_UPLOAD_BASE_URL or kie.ai's upload host."""
     try:
         key = check_secret("api_key", (api_key or os.environ.get("KIE_API_KEY", "")).strip())
         if not key:
             raise ValueError("no API key: pass api_key= or set KIE_API_KEY")
         config = Config(api_key=key, out_dir=Path(out),
                         base_url=check_url("base_url", base_url or os.environ.get("KIE_BASE_URL") or DEFAULT_BASE_URL),
+                        upload_url=check_url("upload_url", upload_url or os.environ.get("KIE_UPLOAD_BASE_URL")
+                                             or DEFAULT_UPLOAD_URL),
                         rate=Rate.parse(rate), max_tasks=max_tasks,
                         poll=PollSettings(polls_per_second=check_positive("poll_rate", poll_rate),
                                           task_timeout=check_positive("task_timeout", task_timeout_minutes) * 60),
@@ -116,7 +121,7 @@ async def run_batch_async(manifest: str | os.PathLike[str] | None = None, *,
         raise BatchInputError([str(e)]) from None
     specs = load_specs(manifest, items, defaults)
     specs = choose(specs, only=set(only) if only is not None else None, shard=shard)
-    return await execute(config, lambda ledger: plan_for(ledger, specs), watch=watch)
+    return await execute(config, lambda ledger: plan_for(ledger, specs), watch=watch, images=images_of(specs))
 
 
 def load_specs(manifest: str | os.PathLike[str] | None, items: Iterable[Mapping[str, Any]] | None,
@@ -143,14 +148,19 @@ def plan_for(ledger: Ledger, specs: list[ItemSpec]) -> Plan:
     return plan_manifest(ledger.items, specs, file_sizes(ledger.out_dir), ledger.damaged)
 
 
-async def execute(config: Config, make_plan: Callable[[Ledger], Plan], *,
-                  watch: Watch | None = None) -> BatchResult:
+def images_of(specs: Iterable[ItemSpec]) -> dict[str, LocalImage]:
+    """The local image files the items name, by content hash (each is uploaded once)."""
+    return {image.sha256: image for spec in specs for image in spec.images}
+
+
+async def execute(config: Config, make_plan: Callable[[Ledger], Plan], *, watch: Watch | None = None,
+                  images: Mapping[str, LocalImage] | None = None) -> BatchResult:
     """Open and lock the folder's ledger, plan, run to rest, close: the core of `run` and `retry`.
     Raises LedgerError (folder unusable, or a write failed), CannotListen, or CancelledError."""
     ledger = Ledger(config.out_dir)
     ledger.open()
     try:
-        run = await run_plan(config, ledger, lambda: make_plan(ledger), watch=watch)
+        run = await run_plan(config, ledger, lambda: make_plan(ledger), watch=watch, images=images)
     finally:
         ledger.close()
     return result_of(run)

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from batch_engine.version import __version__
 
 DEFAULT_BASE_URL = "https://api.kie.ai"
+DEFAULT_UPLOAD_URL = "https://kieai.redpandaai.co"
 USER_AGENT = f"batch-engine/{__version__} (+https://pypi.org/project/batch-engine/)"
 
 
@@ -55,6 +56,7 @@ class Config:
     api_key: str = field(repr=False)
     out_dir: Path
     base_url: str = DEFAULT_BASE_URL
+    upload_url: str = DEFAULT_UPLOAD_URL     # kie's file upload host, for local images
     rate: Rate = Rate(20, 10.0)
     poll: PollSettings = PollSettings()
     create_workers: int = 4

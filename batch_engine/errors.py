@@ -80,3 +80,7 @@ class TaskFailed(KieError):
 
 class Stalled(Transient):
     """A download made too little progress for too long: cut, to be resumed with Range."""
+
+
+class UploadProblem(KieError):
+    """A local image cannot be uploaded (missing, changed since it was planned, or refused)."""

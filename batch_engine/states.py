@@ -17,7 +17,7 @@ class State(StrEnum):
 TERMINAL = frozenset({State.SUCCEEDED, State.FAILED})
 
 _ALLOWED: dict[State, frozenset[State]] = {
-    State.PENDING: frozenset({State.PENDING, State.SUBMITTING}),
+    State.PENDING: frozenset({State.PENDING, State.SUBMITTING, State.FAILED}),
     State.SUBMITTING: frozenset({State.SUBMITTING, State.PENDING, State.RUNNING, State.FAILED}),
     State.RUNNING: frozenset({State.RUNNING, State.DOWNLOADING, State.FAILED, State.PENDING}),
     State.DOWNLOADING: frozenset({State.DOWNLOADING, State.SUCCEEDED, State.FAILED, State.PENDING}),

@@ -7,14 +7,16 @@ import difflib
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from batch_engine.catalog.images import LocalImage, check_image
 from batch_engine.catalog.models import ALL_FIELDS, MODELS, PRO, Model
 from batch_engine.config import check_url
 from batch_engine.ids import unsafe_id_reason
 from batch_engine.text import has_unsafe
 
-ITEM_KEYS = ("id", "model", *ALL_FIELDS)
+ITEM_KEYS = ("id", "model", "image", "end_image", *ALL_FIELDS)
 DEFAULT_KEYS = ("model", *ALL_FIELDS)
 
 
@@ -30,6 +32,7 @@ class ItemSpec:
     nsfw_checker: bool | None = None
     model: str = PRO
     choices: tuple[tuple[str, str], ...] = ()  # fields such as duration and resolution
+    images: tuple[LocalImage, ...] = ()        # local files its URLs name as upload:<sha256>
 
     def request(self) -> dict[str, Any]:
         """The createTask body, exactly as documented for the model (callBackUrl is added by the
@@ -52,8 +55,10 @@ def fingerprint(request: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def validate_item(entry: Any, defaults: dict, where: str, problems: list[str]) -> ItemSpec | None:
-    """The item, or None after appending to `problems` every reason it cannot be made."""
+def validate_item(entry: Any, defaults: dict, where: str, problems: list[str], *, base: Path,
+                  seen_images: dict[Path, LocalImage | str] | None = None) -> ItemSpec | None:
+    """The item, or None after appending to `problems` every reason it cannot be made. Local
+    image paths are relative to `base`; `seen_images` spares checking a file twice."""
     if not isinstance(entry, dict):
         problems.append(f"{where}: must be a mapping with id, image_url and prompt")
         return None
@@ -76,14 +81,12 @@ def validate_item(entry: Any, defaults: dict, where: str, problems: list[str]) -
             problems.append(f"{label}: {key}{source}: model {model.name} does not take it (kie.ai would "
                             "ignore it and still charge)")
     _check_prompt(fields.get("prompt"), model, label, problems)
-    image_url = fields.get("image_url")
-    if image_url is None:
-        problems.append(f"{label}: image_url: missing")
-    else:
-        _check_url(image_url, f"{label}: image_url", problems)
-    end_image_url = fields.get("end_image_url") or ""
-    if end_image_url:
-        _check_url(end_image_url, f"{label}: end_image_url", problems)
+    images: list[LocalImage] = []
+    cache = {} if seen_images is None else seen_images
+    image_url = _image(fields, "image_url", "image", label, problems, base, cache, images, required=True)
+    end_image_url = _image(fields, "end_image_url", "end_image", label, problems, base, cache, images)
+    if "end_image" in fields and not model.end_frame:
+        problems.append(f"{label}: end_image: model {model.name} does not take an end frame")
     for flag in ("prompt_optimizer", "nsfw_checker"):
         if flag in fields and not isinstance(fields[flag], bool):
             problems.append(f"{label}: {flag}: must be true or false, not {_kind(fields[flag])}")
@@ -92,7 +95,34 @@ def validate_item(entry: Any, defaults: dict, where: str, problems: list[str]) -
         return None
     return ItemSpec(id=item_id, prompt=fields["prompt"], image_url=image_url, end_image_url=end_image_url,
                     prompt_optimizer=fields.get("prompt_optimizer", True),
-                    nsfw_checker=fields.get("nsfw_checker"), model=model.name, choices=choices)
+                    nsfw_checker=fields.get("nsfw_checker"), model=model.name, choices=choices,
+                    images=tuple(images))
+
+
+def _image(fields: dict, url_key: str, file_key: str, label: str, problems: list[str], base: Path,
+           cache: dict[Path, LocalImage | str], images: list[LocalImage], *, required: bool = False) -> str:
+    """The URL (or upload placeholder) for one image field: a URL or a local file, not both."""
+    url, name = fields.get(url_key), fields.get(file_key)
+    if url not in (None, "") and name not in (None, ""):
+        problems.append(f"{label}: {url_key} and {file_key}: give one of them, not both")
+        return ""
+    if name not in (None, ""):
+        if not isinstance(name, str) or has_unsafe(name):
+            problems.append(f"{label}: {file_key}: must be the path of an image file")
+            return ""
+        path = (base / name).resolve()
+        found = cache.get(path) or cache.setdefault(path, check_image(path))
+        if isinstance(found, str):
+            problems.append(f"{label}: {file_key}: {found}")
+            return ""
+        images.append(found)
+        return found.placeholder
+    if url in (None, ""):
+        if required:
+            problems.append(f"{label}: image_url: missing (or give a local file as image:)")
+        return ""
+    _check_url(url, f"{label}: {url_key}", problems)
+    return url
 
 
 def _check_prompt(prompt: Any, model: Model, label: str, problems: list[str]) -> None:

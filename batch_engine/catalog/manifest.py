@@ -111,8 +111,9 @@ def validate_catalog(data: Any, path: Path, node: yaml.Node | None = None) -> li
     seen: dict[str, tuple[str, str]] = {}
     located = [(f"item {pos}" + (f" (line {lines[pos - 1]})" if pos - 1 < len(lines) else ""), entry)
                for pos, entry in enumerate(items, start=1)] + located
+    seen_images: dict = {}
     for where, entry in located:
-        spec = validate_item(entry, defaults, where, problems)
+        spec = validate_item(entry, defaults, where, problems, base=path.parent, seen_images=seen_images)
         if spec is None:
             continue
         first = seen.setdefault(id_key(spec.id), (spec.id, where))

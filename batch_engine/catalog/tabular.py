@@ -61,7 +61,11 @@ def read_catalog(path: Path, template: str | None) -> tuple[list[tuple[str, dict
             problems.append(f"{where}: empty value in column(s) {', '.join(empty)} (used by prompt_template)")
             continue
         item = {key: value for key, value in row.items()
-                if key in ("id", "end_image", *IMAGE_COLUMNS, *DEFAULT_KEYS) and value not in (None, "")}
+                if key in ("id", "end_image", "end_image_url", *IMAGE_COLUMNS, *DEFAULT_KEYS)
+                and value not in (None, "")}
+        for column in ("image", "end_image"):  # relative to the catalog file's folder
+            if isinstance(item.get(column), str):
+                item[column] = str((path.parent / item[column]).resolve())
         for flag in ("prompt_optimizer", "nsfw_checker"):
             if isinstance(item.get(flag), str) and item[flag].lower() in _BOOLS:
                 item[flag] = _BOOLS[item[flag].lower()]

@@ -17,7 +17,7 @@ from typing import Callable
 from rich.console import Console
 from rich.markup import escape
 
-from batch_engine.api import BatchInputError, BatchResult, choose, execute, load_specs
+from batch_engine.api import BatchInputError, BatchResult, choose, execute, images_of, load_specs
 from batch_engine.catalog.select import parse_shard
 from batch_engine.cli.common import OK, REFUSED, SOME_FAILED, UsageError, print_problems
 from batch_engine.cli.settings import build_config
@@ -47,7 +47,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.dry_run:
         return _dry_run(args, console, lambda known, damaged, files: plan_manifest(known, specs, files, damaged))
     return _execute(args, console, lambda ledger: plan_manifest(ledger.items, specs, file_sizes(ledger.out_dir),
-                                                                 ledger.damaged))
+                                                                 ledger.damaged), images=images_of(specs))
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
@@ -80,7 +80,8 @@ def _dry_run(args: argparse.Namespace, console: Console, make_plan: Callable[...
     return OK
 
 
-def _execute(args: argparse.Namespace, console: Console, make_plan: Callable[[Ledger], Plan]) -> int:
+def _execute(args: argparse.Namespace, console: Console, make_plan: Callable[[Ledger], Plan],
+             images: dict | None = None) -> int:
     try:
         config = build_config(args, terminal=console.is_terminal)
         config.out_dir.mkdir(parents=True, exist_ok=True)
@@ -90,7 +91,7 @@ def _execute(args: argparse.Namespace, console: Console, make_plan: Callable[[Le
         raise UsageError(f"cannot use the output folder {args.out}: {e.strerror or e}") from None
     logs.to_file(config.out_dir, [k for k in (config.api_key, config.webhook_hmac_key) if k])
     try:
-        result = asyncio.run(_run_async(config, make_plan, console, args))
+        result = asyncio.run(_run_async(config, make_plan, console, args, images))
     except (LedgerLocked, FolderUnusable) as e:  # nothing was sent
         raise UsageError(str(e)) from None
     except CannotListen as e:  # bound before anything was sent
@@ -109,7 +110,7 @@ def _execute(args: argparse.Namespace, console: Console, make_plan: Callable[[Le
 
 
 async def _run_async(config: Config, make_plan: Callable[[Ledger], Plan], console: Console,
-                     args: argparse.Namespace) -> BatchResult | None:
+                     args: argparse.Namespace, images: dict | None) -> BatchResult | None:
     main_task = asyncio.current_task()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)  # type: ignore[union-attr]
     async with AsyncExitStack() as stack:
@@ -125,7 +126,7 @@ async def _run_async(config: Config, make_plan: Callable[[Ledger], Plan], consol
                 console.print(f"credits: {run.stats.credits_before} on the account", highlight=False)
             await show(run)
         try:
-            return await execute(config, make_plan, watch=watch)
+            return await execute(config, make_plan, watch=watch, images=images)
         except asyncio.CancelledError:
             return None
     return None
@@ -147,7 +148,7 @@ async def _start_demo_sandbox(stack: AsyncExitStack, config: Config, console: Co
                   f"{sandbox.base_url}[/] (a local stand-in for kie.ai; no real videos, no charge). "
                   "Set KIE_API_KEY to use kie.ai.", highlight=False)
     poll = replace(config.poll, scale=0.2)
-    return replace(config, base_url=sandbox.base_url, poll=poll)
+    return replace(config, base_url=sandbox.base_url, upload_url=sandbox.base_url, poll=poll)
 
 
 def _write_summary(out: Path, result: BatchResult) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from batch_engine import logs
-from batch_engine.config import (DEFAULT_BASE_URL, Config, PollSettings, Rate, check_positive, check_secret,
+from batch_engine.config import (DEFAULT_BASE_URL, DEFAULT_UPLOAD_URL, Config, PollSettings, Rate, check_positive, check_secret,
                                  check_url, parse_listen)
 
 
@@ -28,6 +28,8 @@ def build_config(args: argparse.Namespace, *, terminal: bool) -> Config:
             raise ValueError("KIE_BASE_URL is set but KIE_API_KEY is not: set the key for that provider")
         key, args.sandbox = "sandbox-key", True
     base = check_url("KIE_BASE_URL", base) if base else DEFAULT_BASE_URL
+    upload = os.environ.get("KIE_UPLOAD_BASE_URL", "").strip()
+    upload = check_url("KIE_UPLOAD_BASE_URL", upload) if upload else DEFAULT_UPLOAD_URL
     rate = Rate.parse(args.rate)
     for option in ("poll_rate", "time_scale", "task_timeout", "request_timeout", "download_stall"):
         check_positive("--" + option.replace("_", "-"), getattr(args, option))
@@ -45,7 +47,7 @@ def build_config(args: argparse.Namespace, *, terminal: bool) -> Config:
     logs.redact(key)
     if hmac_key:
         logs.redact(hmac_key)
-    return Config(api_key=key, out_dir=Path(args.out), base_url=base,
+    return Config(api_key=key, out_dir=Path(args.out), base_url=base, upload_url=upload,
                   rate=rate, poll=poll, request_timeout=args.request_timeout,
                   download_stall=args.download_stall, max_tasks=args.max_tasks,
                   show_progress=terminal and not args.quiet,

@@ -47,4 +47,5 @@ CREATE = Retry(tries=8, base=1.0, cap=30.0)          # createTask failures other
 POLL = Retry(tries=None, base=2.0, cap=60.0)         # recordInfo errors: keep trying, slower
 TASK_UNKNOWN = Retry(tries=None, base=1.0, cap=30.0)  # recordInfo does not know a new task yet
 DOWNLOAD = Retry(tries=8, base=1.0, cap=30.0)        # downloads that made no progress
+UPLOAD = Retry(tries=5, base=1.0, cap=30.0)          # uploads of local images
 PAUSES = Pauses()

@@ -15,9 +15,10 @@ import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
 
+from batch_engine.catalog.images import LocalImage
 from batch_engine.config import Config
 from batch_engine.errors import AccountRefused, KieError
 from batch_engine.pipeline.context import Context, RunStats
@@ -25,11 +26,13 @@ from batch_engine.pipeline.download import Downloader
 from batch_engine.pipeline.plan import Plan, Step, recent_creates
 from batch_engine.pipeline.poll import Poller
 from batch_engine.pipeline.submit import Submitter
+from batch_engine.pipeline.upload import Uploader
 from batch_engine.provider.callbacks import CallbackReceiver
 from batch_engine.provider.client import KieClient
 from batch_engine.states import State
 from batch_engine.store.folder import set_aside
 from batch_engine.store.ledger import Item, Ledger, LedgerError
+from batch_engine.store.uploads import UploadBook
 
 log = logging.getLogger(__name__)
 Watch = Callable[["Run"], Awaitable[None]]  # runs beside the workers (a progress display)
@@ -38,11 +41,13 @@ Watch = Callable[["Run"], Awaitable[None]]  # runs beside the workers (a progres
 class Run:
     """One run: the context and the three stages, wired to hand items on to each other."""
 
-    def __init__(self, config: Config, ledger: Ledger, client: KieClient) -> None:
+    def __init__(self, config: Config, ledger: Ledger, client: KieClient,
+                 images: Mapping[str, LocalImage] | None = None) -> None:
         self.ctx = Context(config, ledger, client)
+        self.uploader = Uploader(self.ctx, UploadBook(config.out_dir).load(), images or {})
         self.downloader = Downloader(self.ctx)
         self.poller = Poller(self.ctx, self.downloader.enqueue, callbacks=config.callback_url is not None)
-        self.submitter = Submitter(self.ctx, self.poller.track)
+        self.submitter = Submitter(self.ctx, self.poller.track, prepare=self.uploader.body_for)
         self.callbacks: CallbackReceiver | None = None
         if config.callback_url is not None and config.listen is not None:
             path = urlsplit(config.callback_url).path or "/"
@@ -175,12 +180,12 @@ def apply_plan(ledger: Ledger, plan: Plan, stats: RunStats) -> list[Item]:
 
 
 async def run_plan(config: Config, ledger: Ledger, make_plan: Callable[[], Plan], *,
-                   watch: Watch | None = None) -> Run:
+                   watch: Watch | None = None, images: Mapping[str, LocalImage] | None = None) -> Run:
     """Open the client, record the plan, and run its items to rest."""
     async with KieClient(config.base_url, config.api_key, user_agent=config.user_agent,
                          timeout=config.request_timeout, stall=config.download_stall,
-                         max_file_bytes=config.max_video_bytes) as client:
-        run = Run(config, ledger, client)
+                         max_file_bytes=config.max_video_bytes, upload_url=config.upload_url) as client:
+        run = Run(config, ledger, client, images)
         async with run.listening():
             plan = make_plan()
             if plan.creates:

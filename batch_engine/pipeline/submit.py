@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+from typing import Awaitable, Callable
 
-from batch_engine.errors import KieError, RateLimited, Transient
+from batch_engine.errors import AccountRefused, KieError, RateLimited, Transient
 from batch_engine.pacing.policy import PAUSES
 from batch_engine.pipeline.context import Context
 from batch_engine.pipeline.outcomes import AfterCreate, after_create
@@ -27,9 +27,11 @@ log = logging.getLogger(__name__)
 class Submitter:
     """Creates tasks; hands each created item to `to_poll`."""
 
-    def __init__(self, ctx: Context, to_poll: Callable[[Item], None]) -> None:
+    def __init__(self, ctx: Context, to_poll: Callable[[Item], None],
+                 prepare: Callable[[Item], Awaitable[dict]] | None = None) -> None:
         self.ctx = ctx
         self.to_poll = to_poll
+        self.prepare = prepare  # the request with its URLs (local images uploaded), before a create
         self.queue: asyncio.Queue[Item] = asyncio.Queue()
         self._sending: set[str] = set()  # ids of items whose create is on the wire
 
@@ -49,12 +51,15 @@ class Submitter:
         if item.state is State.SUBMITTING:  # a create of an earlier run was never answered
             ledger.advance(item, State.SUBMITTING, unanswered_creates=item.unanswered_creates + 1)
             ctx.stats.unanswered_creates += 1
-        failures = 0
+        failures, body = 0, None
         while True:
             if not ctx.take_create():  # the budget is spent: the item waits for another run
                 ctx.stats.over_budget += 1
                 ctx.left_by_budget.add(item.id)
                 ctx.rest(item)
+                return
+            if body is None and (body := await self._prepared(item)) is None:
+                ctx.give_back_create()
                 return
             slot = await gate.acquire()
             if slot is None:  # the account was refused: leave the item for the next run
@@ -65,7 +70,7 @@ class Submitter:
             ledger.advance(item, State.SUBMITTING, attempts=item.attempts + 1,
                            fail_code=None, fail_msg=None, submitted_at=now_iso())
             ctx.stats.creates_sent += 1
-            task_id, error = await self._send(item)
+            task_id, error = await self._send(item, body)
             if isinstance(error, Transient) and not isinstance(error, RateLimited):
                 failures += 1
             outcome = after_create(error, failures, scale=ctx.config.poll.scale)
@@ -107,11 +112,26 @@ class Submitter:
             elif outcome.wait:
                 await asyncio.sleep(outcome.wait)
 
-    async def _send(self, item: Item) -> tuple[str | None, KieError | None]:
+    async def _prepared(self, item: Item) -> dict | None:
+        """The body to send, or None when the item cannot be sent (it has come to rest)."""
+        if self.prepare is None:
+            return item.request
+        try:
+            return await self.prepare(item)
+        except AccountRefused as e:
+            self.ctx.refuse(e)
+            self.ctx.stats.not_submitted += 1
+        except KieError as e:
+            self.ctx.ledger.advance(item, State.FAILED, fail_code=str(e.code or "upload_failed"),
+                                    fail_msg=e.message, retryable=True, finished_at=now_iso())
+        self.ctx.rest(item)
+        return None
+
+    async def _send(self, item: Item, body: dict) -> tuple[str | None, KieError | None]:
         """One createTask for `item`: its task id, or the engine error it raised."""
         ctx = self.ctx
-        body = item.request if ctx.config.callback_url is None else \
-            {**item.request, "callBackUrl": ctx.config.callback_url}
+        if ctx.config.callback_url is not None:
+            body = {**body, "callBackUrl": ctx.config.callback_url}
         create = asyncio.ensure_future(ctx.client.create_task(body))
         self._sending.add(item.id)
         try:

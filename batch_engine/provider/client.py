@@ -18,6 +18,7 @@ import json
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 import aiohttp
@@ -36,8 +37,10 @@ class KieClient:
     """createTask, recordInfo, download-url and result files, as documented."""
 
     def __init__(self, base_url: str, api_key: str, *, user_agent: str, timeout: float = 60.0,
-                 stall: float = 60.0, max_file_bytes: int = 4 * 1024**3) -> None:
+                 stall: float = 60.0, max_file_bytes: int = 4 * 1024**3,
+                 upload_url: str = "https://kieai.redpandaai.co") -> None:
         self._base = base_url.rstrip("/")
+        self._upload = upload_url.rstrip("/")  # kie's file upload host (the key goes there too)
         self._auth = {"Authorization": f"Bearer {api_key}"}  # added to API calls only
         self._secrets = (api_key,)          # redacted from every text an answer brings
         self._user_agent = user_agent
@@ -99,6 +102,35 @@ class KieClient:
         if balance is None:
             raise Transient("the credit endpoint answered without a number", code="bad_answer")
         return balance
+
+    async def upload(self, path: Path, name: str) -> str:
+        """Stream a local file to kie's upload host; its downloadUrl (valid about three days)."""
+        assert self._api is not None, "use KieClient as an async context manager"
+        try:
+            with open(path, "rb") as file:
+                form = aiohttp.FormData()
+                form.add_field("file", file, filename=name)
+                form.add_field("uploadPath", "batch-engine")
+                form.add_field("fileName", name)
+                async with self._api.post(self._upload + "/api/file-stream-upload", data=form,
+                                          headers=self._auth, allow_redirects=False) as resp:
+                    body = _json(await _read_capped(resp, MAX_ANSWER))
+                    status = resp.status
+        except OSError as e:
+            raise Rejected(f"cannot read {path.name}: {e.strerror or e}", code="unreadable") from None
+        except aiohttp.ClientError as e:
+            raise Transient(f"no answer from the upload host ({type(e).__name__})", code="no_answer") from None
+        except (asyncio.TimeoutError, ValueError) as e:
+            raise Transient(f"no answer from the upload host ({type(e).__name__})", code="no_answer") from None
+        error = classify(status, body)
+        if error is not None:
+            error.message = self.outside(error.message)
+            raise error
+        data = body.get("data") if isinstance(body, dict) else None
+        url = data.get("downloadUrl") if isinstance(data, dict) else None
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise Transient("the upload host answered without a downloadUrl", code="bad_answer")
+        return url
 
     async def fresh_download_url(self, url: str) -> str:
         data = await self._call("POST", "/api/v1/common/download-url", json={"url": url})

@@ -45,6 +45,7 @@ class Sandbox:
         self.settings = settings or SandboxSettings()
         self.stats = SandboxStats()
         self.tasks: dict[str, _Task] = {}
+        self.uploads: dict[str, bytes] = {}   # file name -> bytes uploaded
         self._rng = random.Random(self.settings.seed)
         self._fault_rng = random.Random(self.settings.faults.seed)
         self._window: deque[float] = deque()  # accepted create times (sliding window)
@@ -61,9 +62,10 @@ class Sandbox:
         api.add_routes([web.post("/api/v1/jobs/createTask", self._create),
                         web.get("/api/v1/jobs/recordInfo", self._record_info),
                         web.post("/api/v1/common/download-url", self._download_url),
-                        web.get("/api/v1/chat/credit", self._credit)])
+                        web.get("/api/v1/chat/credit", self._credit),
+                        web.post("/api/file-stream-upload", self._upload)])
         files = web.Application()
-        files.add_routes([web.get("/files/{name}", self._file)])
+        files.add_routes([web.get("/files/{name}", self._file), web.get("/uploads/{name}", self._uploaded)])
         self.base_url = await self._serve(api, host, port)
         self.files_url = await self._serve(files, host, files_port)
 
@@ -270,6 +272,26 @@ class Sandbox:
         if (refused := await self._refusal(request)) is not None:
             return refused
         return _answer(200, "success", data=self.settings.credits if self.settings.credits is not None else 10**6)
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """kie's stream upload: multipart `file`, `uploadPath`, `fileName`; answers downloadUrl."""
+        if request.headers.get("Authorization") != f"Bearer {self.settings.api_key}":
+            return _answer(401, "You do not have access permissions")
+        form = await request.post()
+        upload, name = form.get("file"), form.get("fileName")
+        if not hasattr(upload, "file") or not isinstance(name, str) or not form.get("uploadPath"):
+            return _answer(400, "file, uploadPath and fileName are required")
+        data = upload.file.read()  # type: ignore[union-attr]
+        self.uploads[name] = data
+        self.stats.uploads.append(name)
+        return web.json_response({"success": True, "code": 200, "msg": "File uploaded successfully", "data": {
+            "fileName": name, "filePath": f"{form['uploadPath']}/{name}", "fileSize": len(data),
+            "downloadUrl": f"{self.files_url}/uploads/{name}", "mimeType": "image/png",
+            "uploadedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}})
+
+    async def _uploaded(self, request: web.Request) -> web.Response:
+        data = self.uploads.get(request.match_info["name"])
+        return web.Response(status=404) if data is None else web.Response(body=data)
 
     # -- the file host -----------------------------------------------------------------------
     async def _file(self, request: web.Request) -> web.StreamResponse:

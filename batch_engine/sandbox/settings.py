@@ -67,6 +67,7 @@ class SandboxStats:
     polls: int = 0
     polls_refused: int = 0              # recordInfo calls answered 429 (over `poll_cap`)
     faults: Counter[str] = field(default_factory=Counter)  # injected faults by kind
+    uploads: list[str] = field(default_factory=list)  # file names, one per upload
     callbacks_sent: int = 0
     callback_answers: list[int] = field(default_factory=list)  # HTTP statuses the receiver gave
     noticed: dict[str, float] = field(default_factory=dict)  # task id -> seconds late its end was first seen
