@@ -4,6 +4,7 @@ decides where the "batch_engine" logger's records go (they propagate as usual)."
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -70,13 +71,22 @@ def redact(key: str) -> None:
         handler.addFilter(Redact(key))
 
 
-def to_console(console: Console, *, verbose: bool) -> None:
+class JsonLines(logging.Formatter):
+    """One JSON object a line (`--log-json`), for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname,
+                           "logger": record.name, "message": record.getMessage()}, ensure_ascii=False)
+
+
+def to_console(console: Console, *, verbose: bool, as_json: bool = False) -> None:
     handler: logging.Handler
-    if console.is_terminal:
+    if console.is_terminal and not as_json:
         handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
-    else:  # cron, pipes: one plain line per record
+    else:  # cron, pipes: one timestamped line per record
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        handler.setFormatter(JsonLines() if as_json else
+                             logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     handler.setLevel(logging.INFO if verbose else logging.WARNING)
     log.addHandler(handler)
     log.setLevel(logging.DEBUG)

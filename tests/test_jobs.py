@@ -38,3 +38,39 @@ def test_nightly_job_passes_on_a_bad_manifest_as_exit_2(serve, tmp_path):
     assert done.returncode == 2 and "nothing was sent" in done.stderr
     assert "No such file" not in done.stderr and not (tmp_path / "out").exists()
     assert served.read(lambda s: s.stats.create_calls) == 0
+
+
+def test_a_job_file_runs_with_a_date_folder_and_leaves_summary_json(serve, tmp_path):
+    """`batch-engine run JOB.yaml`: the manifest and out relative to the job file, {date} filled
+    in, the job's options used, summary.json beside the videos, a failing --notify hook only logged."""
+    import datetime
+    from tests.conftest import FAST, run_cli
+    served = serve()
+    (tmp_path / "jobs").mkdir()
+    write_manifest(tmp_path / "catalog.yaml", 3)
+    (tmp_path / "jobs" / "nightly.yaml").write_text(
+        "manifest: ../catalog.yaml\nout: ../runs/{date}\nrate: 200/1s\nmax_tasks: 2\n"
+        "notify: http://127.0.0.1:9/nobody-listens\n")
+    done = run_cli("run", str(tmp_path / "jobs" / "nightly.yaml"), *FAST, env=cli_env(served))
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "runs" / datetime.date.today().isoformat()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["succeeded"] == 2 and len(summary["left_by_budget"]) == 1
+    assert served.read(lambda s: s.stats.create_calls) == 2
+    assert "could not notify" in done.stderr
+    bad = tmp_path / "jobs" / "bad.yaml"
+    bad.write_text("manifest: ../catalog.yaml\nout: x\nmax_tasks: many\nspeed: 3\n")
+    refused = run_cli("run", str(bad), env=cli_env(served))
+    assert refused.returncode == 2
+    assert "max_tasks: must be int" in refused.stderr and "unknown key 'speed'" in refused.stderr
+
+
+def test_log_json_gives_one_json_object_a_line(serve, tmp_path):
+    from batch_engine.sandbox import Faults
+    from tests.conftest import FAST, run_cli
+    served = serve(faults=Faults(extra_state=1.0))  # logs a warning about the undocumented state
+    done = run_cli("run", str(write_manifest(tmp_path / "m.yaml", 1)), "--out", str(tmp_path / "out"),
+                   "--rate", "200/1s", "--log-json", *FAST, env=cli_env(served))
+    lines = [line for line in done.stderr.splitlines() if line.startswith("{")]
+    assert lines and all({"time", "level", "message"} <= json.loads(line).keys() for line in lines)
+    assert any("undocumented state" in json.loads(line)["message"] for line in lines)

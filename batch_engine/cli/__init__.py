@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.raiseExceptions = False  # a log that cannot be written (disk full) is not a traceback
     args = _parser().parse_args(argv)
     console = Console(stderr=True, soft_wrap=True)
-    logs.to_console(console, verbose=getattr(args, "verbose", False))
+    logs.to_console(console, verbose=getattr(args, "verbose", False), as_json=getattr(args, "log_json", False))
     try:
         return args.handler(args, console)
     except UsageError as e:
@@ -83,12 +83,15 @@ def _parser() -> argparse.ArgumentParser:
                        help="show what would be created, skipped and made again; send nothing")
         p.add_argument("--credits-per-task", type=float, metavar="C",
                        help="what one task costs, in credits, for the dry run's estimate")
+        p.add_argument("--notify", metavar="URL",
+                       help="POST summary.json here at the end (a chat or monitoring hook; a failure is only logged)")
+        p.add_argument("--log-json", action="store_true", help="log JSON lines instead of plain lines")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
         p.add_argument("-v", "--verbose", action="store_true", help="log every retry and refresh")
 
-    run = sub.add_parser("run", help="make a video for every item of a manifest (resumes)")
-    run.add_argument("manifest")
-    run.add_argument("--out", required=True, help="output folder: videos and the ledger")
+    run = sub.add_parser("run", help="make a video for every item of a manifest or job file (resumes)")
+    run.add_argument("manifest", help="a manifest, or a job file (manifest:, out:, options)")
+    run.add_argument("--out", help="output folder: videos and the ledger (a job file may give it)")
     run.add_argument("--only", metavar="ID,...", help="only these items of the catalog")
     run.add_argument("--shard", metavar="K/N", help="only the K-th of N shards (by a hash of each id: stable)")
     add_run_options(run)
@@ -111,4 +114,5 @@ def _parser() -> argparse.ArgumentParser:
     sandbox = sub.add_parser("sandbox", help="serve a local stand-in for kie.ai (for trying things out)")
     add_sandbox_arguments(sandbox)
     sandbox.set_defaults(handler=cmd_sandbox)
+    run.set_defaults(option_defaults=vars(parser.parse_args(["run", "-", "--out", "-"])))
     return parser

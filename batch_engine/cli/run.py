@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import faulthandler
 import json
+import logging
 import signal
 from contextlib import AsyncExitStack
 from dataclasses import replace
@@ -18,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from batch_engine.api import BatchInputError, BatchResult, choose, execute, images_of, load_specs
+from batch_engine.catalog.jobs import Job, is_job_file, load_job
 from batch_engine.catalog.select import parse_shard
 from batch_engine.cli.common import OK, REFUSED, SOME_FAILED, UsageError, print_problems
 from batch_engine.cli.settings import build_config
@@ -26,6 +28,7 @@ from batch_engine.errors import AccountRefused
 from batch_engine.pipeline.engine import Run
 from batch_engine.pipeline.plan import Plan, plan_manifest, plan_retry
 from batch_engine.provider.callbacks import CannotListen
+from batch_engine.provider.notify import post_json
 from batch_engine.report.console import dry_run_report, live_progress, progress_lines, summary, validation_report
 from batch_engine.sandbox import Sandbox, SandboxSettings
 from batch_engine.store.folder import file_sizes, write_atomic
@@ -33,9 +36,17 @@ from batch_engine.store.ledger import LEDGER_NAME, FolderUnusable, Ledger, Ledge
 from batch_engine import logs
 
 SUMMARY_NAME = "summary.json"
+log = logging.getLogger("batch_engine")
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    if is_job_file(Path(args.manifest)):
+        job, problems = load_job(Path(args.manifest))
+        if job is None:
+            return print_problems(console, args.manifest, problems)
+        _apply_job(args, job)
+    if not args.out:
+        raise UsageError("--out is required (the output folder), or run a job file that names it")
     try:
         specs = load_specs(args.manifest, None)
         only = {part.strip() for part in args.only.split(",") if part.strip()} if args.only else None
@@ -66,6 +77,16 @@ def cmd_retry(args: argparse.Namespace, console: Console) -> int:
     if args.dry_run:
         return _dry_run(args, console, lambda known, damaged, files: plan_retry(known, files, damaged))
     return _execute(args, console, lambda ledger: plan_retry(ledger.items, file_sizes(ledger.out_dir), ledger.damaged))
+
+
+def _apply_job(args: argparse.Namespace, job: Job) -> None:
+    """The job's manifest, folder and options, except where the command line gave its own."""
+    defaults = args.option_defaults
+    args.manifest = str(job.manifest)
+    args.out = args.out or str(job.out)
+    for name, value in job.options.items():
+        if getattr(args, name) == defaults.get(name):
+            setattr(args, name, value)
 
 
 def _dry_run(args: argparse.Namespace, console: Console, make_plan: Callable[..., Plan]) -> int:
@@ -103,6 +124,10 @@ def _execute(args: argparse.Namespace, console: Console, make_plan: Callable[[Le
         raise KeyboardInterrupt  # reported once, by main
     summary(result, console, task_timeout=config.poll.task_timeout, secrets=(config.api_key,))
     _write_summary(config.out_dir, result)
+    if args.notify:
+        error = asyncio.run(post_json(args.notify, result.summary(), user_agent=config.user_agent))
+        if error:
+            log.warning("could not notify %s: %s (the run's result stands)", args.notify, error)
     if result.refused is not None:
         console.print(f"[red]account refused ({result.refused}):[/] {_advice(result.refused)}")
         return REFUSED

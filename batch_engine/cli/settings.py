@@ -43,6 +43,8 @@ def build_config(args: argparse.Namespace, *, terminal: bool) -> Config:
         listen = parse_listen(args.listen or f"127.0.0.1:{port or 8080}")
     elif args.listen:
         raise ValueError("--listen needs --callback-url (the address kie.ai should call)")
+    if args.notify:
+        check_url("--notify", args.notify)
     hmac_key = check_secret("KIE_WEBHOOK_HMAC_KEY", os.environ.get("KIE_WEBHOOK_HMAC_KEY", "").strip()) or None
     logs.redact(key)
     if hmac_key:

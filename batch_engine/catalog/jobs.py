@@ -1,0 +1,70 @@
+"""Job files: a manifest, an output folder and the run's options in one YAML file, so that a
+cron line or a systemd timer is just `batch-engine run jobs/nightly-catalog.yaml`.
+
+    manifest: ../sample_manifests/catalog.yaml   # relative to this file's folder
+    out: ../runs/{date}                          # {date}: today's local date, YYYY-MM-DD
+    rate: 20/10s
+    max_tasks: 500
+    notify: https://hooks.example.com/batch      # POSTed summary.json at the end
+
+A value given on the command line wins over the job's.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# option -> the type its value must have
+OPTIONS: dict[str, tuple[type, ...]] = {
+    "rate": (str,), "max_tasks": (int,), "shard": (str,), "only": (str, list), "poll_rate": (int, float),
+    "task_timeout": (int, float), "request_timeout": (int, float), "download_stall": (int, float),
+    "callback_url": (str,), "listen": (str,), "notify": (str,), "log_json": (bool,),
+    "credits_per_task": (int, float), "quiet": (bool,),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    manifest: Path
+    out: Path
+    options: dict[str, Any]
+
+
+def is_job_file(path: Path) -> bool:
+    """A YAML mapping with `manifest:` and no items of its own."""
+    try:
+        data = yaml.safe_load(path.read_bytes()[:1_000_000])
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "manifest" in data and not {"items", "items_from"} & data.keys()
+
+
+def load_job(path: Path, today: datetime.date | None = None) -> tuple[Job | None, list[str]]:
+    try:
+        data = yaml.safe_load(path.read_bytes())
+    except (OSError, yaml.YAMLError) as e:
+        return None, [f"cannot read the job file: {e}"]
+    problems = []
+    for key in data:
+        if key not in ("manifest", "out", *OPTIONS):
+            problems.append(f"unknown key {key!r} (known: manifest, out, {', '.join(OPTIONS)})")
+    for key, kinds in OPTIONS.items():
+        value = data.get(key)
+        if value is not None and (not isinstance(value, kinds) or (kinds == (int,) and isinstance(value, bool))):
+            problems.append(f"{key}: must be {' or '.join(k.__name__ for k in kinds)}, not {value!r}")
+    for key in ("manifest", "out"):
+        if not isinstance(data.get(key), str) or not data[key].strip():
+            problems.append(f"{key}: missing (the path of the {'manifest' if key == 'manifest' else 'output folder'})")
+    if problems:
+        return None, problems
+    date = (today or datetime.date.today()).isoformat()
+    if "{" in data["out"].replace("{date}", ""):
+        return None, ["out: the only placeholder is {date}"]
+    options = {k: (",".join(map(str, v)) if k == "only" and isinstance(v, list) else v)
+               for k, v in data.items() if k in OPTIONS}
+    return Job(path.parent / data["manifest"], path.parent / data["out"].replace("{date}", date), options), []
