@@ -35,6 +35,7 @@ from batch_engine.store.ledger import Item, Ledger, LedgerError
 from batch_engine.store.uploads import UploadBook
 
 log = logging.getLogger(__name__)
+CREDITS_WAIT = 5.0  # seconds the balance may take before the run goes on without it
 Watch = Callable[["Run"], Awaitable[None]]  # runs beside the workers (a progress display)
 
 
@@ -81,11 +82,14 @@ class Run:
     async def read_credits(self) -> None:
         """The balance before the first create (shown; a refused account stops here)."""
         try:
-            self.ctx.stats.credits_before = await self.ctx.client.credits()
+            async with asyncio.timeout(CREDITS_WAIT):  # a slow answer must not hold the batch up
+                self.ctx.stats.credits_before = await self.ctx.client.credits()
         except AccountRefused as e:
             self.ctx.refuse(e)
         except KieError as e:
             log.warning("could not read the account's credits (%s); going on", e.message)
+        except TimeoutError:
+            log.warning("the account's credits did not come within %g s; going on", CREDITS_WAIT)
 
     @asynccontextmanager
     async def listening(self) -> AsyncIterator[None]:

@@ -129,6 +129,12 @@ def validation_report(specs: list["ItemSpec"], console: Console, *, examples: in
         console.print(f"  {escape(spec.id)}: {escape(spec.prompt[:200])}", highlight=False)
     if len(specs) > examples:
         console.print(f"  ... and {len(specs) - examples} more", highlight=False)
+    files = {image.sha256: image for spec in specs for image in spec.images}
+    if files:
+        size = sum(image.size for image in files.values())
+        console.print(f"local images to upload (once each): {len(files)}, {size / 1e6:.1f} MB", highlight=False)
+        for image in list(files.values())[:examples]:
+            console.print(f"  {escape(str(image.path))}", highlight=False)
     console.print("nothing was sent", highlight=False)
 
 
