@@ -53,6 +53,7 @@ class BatchResult:
     stats: RunStats
     refused: int | None = None         # the code when the provider refused the account
     left_by_budget: frozenset[str] = frozenset()  # ids left pending: --max-tasks was spent
+    rate: str = ""                     # the create cap the run was told, N/Ws
 
     @property
     def counts(self) -> dict[str, int]:
@@ -77,7 +78,7 @@ class BatchResult:
         """Counts, failures with reasons, credits and timings: what summary.json holds."""
         s = self.stats
         return {
-            "out_dir": os.path.abspath(self.out_dir), "counts": self.counts, "ok": self.ok,
+            "out_dir": os.path.abspath(self.out_dir), "counts": self.counts, "ok": self.ok, "rate": self.rate,
             "exit_code": self.exit_code, "refused": self.refused,
             "left_by_budget": sorted(self.left_by_budget), "damaged": s.damaged,
             "failures": [{"id": i.id, "fail_code": i.fail_code, "fail_msg": i.fail_msg,
@@ -169,7 +170,7 @@ async def execute(config: Config, make_plan: Callable[[Ledger], Plan], *, watch:
 def result_of(run: Run) -> BatchResult:
     return BatchResult(out_dir=run.config.out_dir, items=tuple(run.items), stats=run.stats,
                        refused=run.refused.code if run.refused is not None else None,  # type: ignore[arg-type]
-                       left_by_budget=frozenset(run.ctx.left_by_budget))
+                       left_by_budget=frozenset(run.ctx.left_by_budget), rate=str(run.config.rate))
 
 
 def _number(value: Decimal | None) -> float | None:

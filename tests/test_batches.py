@@ -86,7 +86,7 @@ def test_credits_are_read_first_and_totalled_from_the_task_records(serve, tmp_pa
     assert summary["credits_spent"] == 29.0 and summary["credits_before"] == 1_000_000
     assert {r.get("credits") for r in ledger_records(tmp_path / "out")} == {7.25}
     shown = run_cli("status", str(tmp_path / "out"), env=cli_env(served))
-    assert "29 credits spent" in shown.stdout
+    assert "credits: 29 spent" in shown.stdout
     rows = json.loads(run_cli("status", str(tmp_path / "out"), "--json", env=cli_env(served)).stdout)["items"]
     assert sum(row["credits"] for row in rows) == 29.0
 

@@ -230,7 +230,9 @@ def test_demo_runs_on_the_builtin_sandbox_without_a_key(tmp_path):
                    env=cli_env(None))
     assert done.returncode == 0, done.stderr
     assert "No KIE_API_KEY set: running against the built-in sandbox" in done.stderr
-    assert len(list((tmp_path / "out").glob("*.mp4"))) == 8
+    import yaml
+    assert len(list((tmp_path / "out").glob("*.mp4"))) == len(yaml.safe_load(sample.read_text())["items"])
+    assert len(list((tmp_path / "out").glob("*-01.mp4"))) == 3, "the local images were uploaded and used"
 
 
 def test_error_page_is_never_kept_as_a_video(serve, tmp_path):

@@ -18,7 +18,8 @@ from rich.markup import escape
 from batch_engine import logs
 from batch_engine.version import __version__
 from batch_engine.cli.common import BAD_INPUT, INTERRUPTED, SOME_FAILED, UsageError
-from batch_engine.cli.run import cmd_retry, cmd_run, cmd_validate
+from batch_engine.cli.review import cmd_report
+from batch_engine.cli.run import cmd_redo, cmd_retry, cmd_run, cmd_validate
 from batch_engine.cli.status import cmd_status
 from batch_engine.sandbox.command import add_arguments as add_sandbox_arguments, serve as serve_sandbox
 
@@ -105,6 +106,19 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a manifest and show what would be sent; send nothing")
     validate.add_argument("manifest")
     validate.set_defaults(handler=cmd_validate)
+
+    redo = sub.add_parser("redo", help="make chosen succeeded videos again (paid again; asks first)")
+    redo.add_argument("out")
+    redo.add_argument("ids", nargs="*", metavar="ID")
+    redo.add_argument("--from", dest="from_file", metavar="FILE", help="ids to make again, one a line")
+    redo.add_argument("--prompt", help="a new prompt for them (the manifest keeps its own)")
+    redo.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_run_options(redo)
+    redo.set_defaults(handler=cmd_redo)
+
+    report = sub.add_parser("report", help="write DIR/report.html: every video with its prompt and state")
+    report.add_argument("out")
+    report.set_defaults(handler=cmd_report)
 
     status = sub.add_parser("status", help="show the ledger of an output folder")
     status.add_argument("out")

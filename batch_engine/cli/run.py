@@ -22,14 +22,16 @@ from batch_engine.api import BatchInputError, BatchResult, choose, execute, imag
 from batch_engine.catalog.jobs import Job, is_job_file, load_job
 from batch_engine.catalog.select import parse_shard
 from batch_engine.cli.common import OK, REFUSED, SOME_FAILED, UsageError, print_problems
+from batch_engine.cli.review import check_redo
 from batch_engine.cli.settings import build_config
 from batch_engine.config import Config
 from batch_engine.errors import AccountRefused
 from batch_engine.pipeline.engine import Run
-from batch_engine.pipeline.plan import Plan, plan_manifest, plan_retry
+from batch_engine.pipeline.plan import Plan, plan_manifest, plan_redo, plan_retry
 from batch_engine.provider.callbacks import CannotListen
 from batch_engine.provider.notify import post_json
-from batch_engine.report.console import dry_run_report, live_progress, progress_lines, summary, validation_report
+from batch_engine.report.console import dry_run_report, summary, validation_report
+from batch_engine.report.live import live_display, progress_lines
 from batch_engine.sandbox import Sandbox, SandboxSettings
 from batch_engine.store.folder import file_sizes, write_atomic
 from batch_engine.store.ledger import LEDGER_NAME, FolderUnusable, Ledger, LedgerError, LedgerLocked, read_ledger
@@ -59,6 +61,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         return _dry_run(args, console, lambda known, damaged, files: plan_manifest(known, specs, files, damaged))
     return _execute(args, console, lambda ledger: plan_manifest(ledger.items, specs, file_sizes(ledger.out_dir),
                                                                  ledger.damaged), images=images_of(specs))
+
+
+def cmd_redo(args: argparse.Namespace, console: Console) -> int:
+    ids, stop = check_redo(args, console)
+    if stop is not None:
+        return stop
+    return _execute(args, console, lambda ledger: plan_redo(ledger.items, ids, args.prompt))
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
@@ -143,7 +152,7 @@ async def _run_async(config: Config, make_plan: Callable[[Ledger], Plan], consol
             config = await _start_demo_sandbox(stack, config, console)
         console.print(f"ledger: {config.out_dir / LEDGER_NAME}   rate: {config.rate}   "
                       f"provider: {config.base_url}", highlight=False)
-        show = (lambda run: live_progress(run, console)) if config.show_progress else progress_lines
+        show = (lambda run: live_display(run, console)) if config.show_progress else progress_lines
 
         async def watch(run: Run) -> None:
             _show_state_on_usr1(run, console)
@@ -166,7 +175,7 @@ def _show_state_on_usr1(run: Run, console: Console) -> None:
 
 
 async def _start_demo_sandbox(stack: AsyncExitStack, config: Config, console: Console) -> Config:
-    sandbox = Sandbox(SandboxSettings(api_key=config.api_key, gen_time=(2.0, 5.0), fail_rate=0.0))
+    sandbox = Sandbox(SandboxSettings(api_key=config.api_key, gen_time=(2.0, 5.0), fail_rate=0.0, clips=True))
     await sandbox.start()
     stack.push_async_callback(sandbox.stop)
     console.print(f"[bold yellow]No KIE_API_KEY set: running against the built-in sandbox at "

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from batch_engine.cli.common import OK, UsageError
 from batch_engine.cli.settings import secrets_from_env
-from batch_engine.report.console import status_json, status_table
+from batch_engine.report.status import status_json, status_view
 from batch_engine.store.ledger import LEDGER_NAME, LedgerError, read_items
 
 
@@ -29,5 +29,5 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         rows = ",\n  ".join(json.dumps(row, ensure_ascii=False) for row in report["items"])
         sys.stdout.write(f'{{"items": [\n  {rows}\n],\n "counts": {json.dumps(report["counts"])}}}\n')
     else:
-        status_table(items, Console(), secrets=secrets)
+        status_view(out, items, Console(), secrets=secrets)
     return OK

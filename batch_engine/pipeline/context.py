@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING
 from batch_engine.config import Config
 from batch_engine.errors import AccountRefused
 from batch_engine.pacing.create_gate import CreateGate
+from batch_engine.states import State
 from batch_engine.store.ledger import Item, Ledger
 
 if TYPE_CHECKING:
@@ -44,7 +47,8 @@ class Context:
     """One run's shared state. `rest` is the one place an item is reported to have come to rest."""
 
     __slots__ = ("config", "ledger", "client", "gate", "stats", "items", "refused", "budget",
-                 "left_by_budget", "_outstanding", "_done")
+                 "left_by_budget", "counts", "started", "create_times", "durations", "_ids",
+                 "_outstanding", "_done")
 
     def __init__(self, config: Config, ledger: Ledger, client: "KieClient",
                  gate: CreateGate | None = None) -> None:
@@ -57,12 +61,29 @@ class Context:
         self.refused: AccountRefused | None = None  # the account refusal that stopped creates
         self.budget = config.max_tasks         # creates this run may still send (None: no limit)
         self.left_by_budget: set[str] = set()  # ids left pending because the budget was spent
+        self.counts: Counter[State] = Counter()  # this run's items per state, kept as they move
+        self.started = time.monotonic()        # when the run began
+        self.create_times: deque[float] = deque(maxlen=10_000)  # monotonic times of recent creates
+        self.durations: deque[float] = deque(maxlen=256)  # generation seconds of recent successes
+        self._ids: set[str] = set()            # ids of this run's items
         self._outstanding = 0                  # items of this run not yet at rest
         self._done = asyncio.Event()           # set when nothing is outstanding, or all stop
 
     def __repr__(self) -> str:
         return (f"<Context {self.config.out_dir} items={len(self.items)} outstanding={self._outstanding} "
                 f"refused={self.refused and self.refused.code} {self.stats}>")
+
+    def track(self, items: list[Item]) -> None:
+        """The items this run is about; their counts per state follow every ledger change."""
+        self.items.extend(items)
+        self._ids.update(item.id for item in items)
+        self.counts.update(item.state for item in items)
+        self.ledger.on_change = self._moved
+
+    def _moved(self, item: Item, old: State, new: State) -> None:
+        if item.id in self._ids and old is not new:
+            self.counts[old] -= 1
+            self.counts[new] += 1
 
     @property
     def outstanding(self) -> int:

@@ -67,8 +67,8 @@ class Run:
     def start(self, items: list[Item]) -> None:
         """Queue each item at the stage its state says (after `apply_plan`)."""
         self.ctx.gate.seed(recent_creates(items, time.time(), self.ctx.config.rate.window))
+        self.ctx.track(items)
         for item in items:
-            self.ctx.items.append(item)
             if item.state in (State.SUCCEEDED, State.FAILED):
                 continue
             self.ctx.expect(item)
@@ -169,6 +169,15 @@ def apply_plan(ledger: Ledger, plan: Plan, stats: RunStats) -> list[Item]:
             assert item is not None
             log.warning("item %s: its video is missing or damaged; fetching it again", item.id)
             ledger.advance(item, State.DOWNLOADING if step is Step.REFETCH else State.PENDING)
+        elif step is Step.REDO:
+            assert item is not None
+            set_aside(ledger.out_dir, item.id, item.task_id, item.sha256)
+            earlier = {"task_id": item.task_id, "sha256": item.sha256, "finished_at": item.finished_at,
+                       "prompt": item.request.get("input", {}).get("prompt"), "credits": item.credits}
+            ledger.advance(item, State.PENDING, request=decision.request, fingerprint=decision.fingerprint,
+                           history=[*(item.history or []), earlier], task_id=None, provider_state=None,
+                           result_url=None, video=None, bytes=None, sha256=None, credits=None,
+                           finished_at=None)
         elif step is Step.REOPEN_DOWNLOAD:
             assert item is not None
             ledger.advance(item, State.DOWNLOADING, fail_code=None, fail_msg=None, retryable=None)

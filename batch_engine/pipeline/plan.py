@@ -37,6 +37,7 @@ class Step(StrEnum):
                                    # read it again (never paid for again)
     SKIP = "skip"                  # succeeded, video intact
     DAMAGED = "damaged"            # its ledger records cannot be read: left alone, never re-paid
+    REDO = "redo"                  # `redo`: a succeeded item made again on purpose (paid again)
     KEEP_FAILED = "keep_failed"    # failed: stays failed until `retry`
 
     @property
@@ -45,7 +46,7 @@ class Step(StrEnum):
         return self in _CREATING
 
 
-_CREATING = frozenset({Step.NEW, Step.REMAKE, Step.CREATE, Step.RECREATE, Step.REOPEN_CREATE})
+_CREATING = frozenset({Step.NEW, Step.REMAKE, Step.CREATE, Step.RECREATE, Step.REOPEN_CREATE, Step.REDO})
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,22 @@ def plan_retry(known: Mapping[str, Item], files: Mapping[str, int],
         else:
             step = resume_step(item, files)
         decisions.append(Decision(item.id, step))
+    return Plan(tuple(decisions))
+
+
+def plan_redo(known: Mapping[str, Item], ids: Sequence[str], prompt: str | None = None) -> Plan:
+    """The plan for `redo`: the chosen succeeded items made again with their stored parameters
+    (or a new prompt). ValueError names every id that is not a succeeded item of the ledger."""
+    wrong = [i for i in ids if i not in known or known[i].state is not State.SUCCEEDED]
+    if wrong:
+        raise ValueError(f"{len(wrong)} id(s) are not succeeded items of this folder: "
+                         + ", ".join(wrong[:10]) + (" ..." if len(wrong) > 10 else ""))
+    decisions = []
+    for item_id in dict.fromkeys(ids):
+        request = known[item_id].request
+        if prompt is not None:
+            request = {**request, "input": {**request.get("input", {}), "prompt": prompt}}
+        decisions.append(Decision(item_id, Step.REDO, request, fingerprint(request)))
     return Plan(tuple(decisions))
 
 

@@ -214,6 +214,7 @@ class Poller:
             return
         seen = tracked.seen_running - tracked.born if tracked.seen_running else None
         duration = duration_of(info.duration(), seen, time.monotonic() - tracked.born)
+        self.ctx.durations.append(duration)
         if self.schedule.observe(duration):
             now = time.monotonic()  # the first news: every task in flight gets a new plan
             for other in list(self._tracked.values()):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Awaitable, Callable
 
 from batch_engine.errors import AccountRefused, KieError, RateLimited, Transient
@@ -70,6 +71,7 @@ class Submitter:
             ledger.advance(item, State.SUBMITTING, attempts=item.attempts + 1,
                            fail_code=None, fail_msg=None, submitted_at=now_iso())
             ctx.stats.creates_sent += 1
+            ctx.create_times.append(time.monotonic())
             task_id, error = await self._send(item, body)
             if isinstance(error, Transient) and not isinstance(error, RateLimited):
                 failures += 1

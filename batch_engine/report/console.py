@@ -2,49 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
 from collections import Counter
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from batch_engine.pipeline.plan import Step
-from batch_engine.states import TERMINAL, State
+from batch_engine.states import State
 from batch_engine.store.ledger import Item
 from batch_engine.text import clean
 
 if TYPE_CHECKING:
     from batch_engine.api import BatchResult
     from batch_engine.catalog.items import ItemSpec
-    from batch_engine.pipeline.engine import Run
     from batch_engine.pipeline.plan import Plan
 
-log = logging.getLogger("batch_engine.progress")
 
 
 def counts(items: Iterable[Item]) -> dict[str, int]:
     found = Counter(item.state for item in items)
     return {str(state): found.get(state, 0) for state in State}
-
-
-def status_json(out_dir: Path, items: Iterable[Item], secrets: tuple[str, ...] = ()) -> dict[str, Any]:
-    items = list(items)
-    folder = os.path.abspath(out_dir)
-    rows = [{"id": item.id, "state": str(item.state), "task_id": item.task_id,
-             "fail_code": item.fail_code,
-             "fail_msg": clean(item.fail_msg, secrets) if item.fail_msg is not None else None,
-             "video": os.path.join(folder, item.video) if item.video and item.state is State.SUCCEEDED else None,
-             "bytes": item.bytes, "sha256": item.sha256, "attempts": item.attempts,
-             "retryable": item.retryable, "credits": item.credits,
-             "provider_state": item.provider_state, "updated_at": item.updated_at}
-            for item in items]
-    return {"items": rows, "counts": counts(items)}
 
 
 def failure_text(item: Item, secrets: tuple[str, ...] = ()) -> str:
@@ -53,39 +31,12 @@ def failure_text(item: Item, secrets: tuple[str, ...] = ()) -> str:
     return clean(f"[{item.fail_code}] {item.fail_msg or ''}", secrets) + verdict
 
 
-def status_table(items: Iterable[Item], console: Console, *, limit: int = 200,
-                 secrets: tuple[str, ...] = ()) -> None:
-    items = list(items)
-    table = Table(title=f"{len(items)} items", show_lines=False)
-    for column in ("id", "state", "task", "tries", "video / reason"):
-        table.add_column(column, overflow="fold")
-    # the ones needing attention first, then the rest in ledger order
-    ordered = sorted(items, key=lambda it: it.state is State.SUCCEEDED)
-    for item in ordered[:limit]:
-        if item.state is State.SUCCEEDED:
-            detail = escape(clean(f"{item.video} ({(item.bytes or 0) / 1e6:.1f} MB)"))
-        elif item.fail_code or item.fail_msg:
-            detail = escape(failure_text(item, secrets))
-        else:
-            detail = escape(clean(item.provider_state or ""))
-        style = {State.SUCCEEDED: "green", State.FAILED: "red"}.get(item.state, "yellow")
-        table.add_row(escape(clean(item.id)), f"[{style}]{item.state}[/]", escape(clean(item.task_id or "")),
-                      str(item.attempts), detail)
-    console.print(table)
-    if len(ordered) > limit:
-        console.print(f"... and {len(ordered) - limit} more (use --json for all)")
-    console.print(_counts_line(items))
-    spent = [item.credits for item in items if item.credits is not None]
-    if spent:
-        console.print(f"{sum(spent):g} credits spent on {len(spent)} task(s) (as the provider reports)")
-
-
 def summary(result: "BatchResult", console: Console, *, task_timeout: float,
             secrets: tuple[str, ...] = ()) -> None:
     s, items, out = result.stats, list(result.items), result.out_dir
     console.print(_counts_line(items))
     facts = [f"{s.creates_sent} creates sent", f"{s.rate_limited} answered 429", f"{s.polls} polls",
-             f"{s.bytes_downloaded / 1e6:.1f} MB downloaded"]
+             f"{_size(s.bytes_downloaded)} downloaded"]
     if s.polls_refused:
         facts.insert(3, f"{s.polls_refused} polls answered 429 (polling slowed down)")
     console.print("  " + ", ".join(facts))
@@ -159,31 +110,11 @@ def dry_run_report(plan: "Plan", console: Console, *, max_tasks: int | None,
     console.print("nothing was sent and nothing was written", highlight=False)
 
 
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} KB"
+
+
 def _counts_line(items: list[Item]) -> str:
     c = counts(items)
     shown = [f"{n} {state}" for state, n in c.items() if n]
     return "  ".join(shown) if shown else "no items"
-
-
-async def progress_lines(run: "Run", every: float = 60.0) -> None:
-    """Without a terminal (cron): one log line a minute, so a long run shows it is alive."""
-    while True:
-        await asyncio.sleep(every)
-        log.info("progress: %s; %d creates, %d answered 429, %d polls", _counts_line(run.items),
-                 run.stats.creates_sent, run.stats.rate_limited, run.stats.polls)
-
-
-async def live_progress(run: "Run", console: Console) -> None:
-    """A progress bar of items at rest, refreshed from the run's items (for a terminal)."""
-    total = sum(1 for item in run.items if item.state is not State.FAILED) or 1
-    with Progress(TextColumn("[bold]videos"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task("", total=total)
-        while True:
-            c = Counter(item.state for item in run.items)
-            done = sum(c[state] for state in TERMINAL)
-            bar.update(task, completed=min(done, total), description=(
-                f"running {c[State.RUNNING]}  downloading {c[State.DOWNLOADING]}  "
-                f"failed {c[State.FAILED]}  429s {run.stats.rate_limited}"))
-            await asyncio.sleep(0.5)

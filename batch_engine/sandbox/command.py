@@ -49,7 +49,7 @@ def serve(args: argparse.Namespace, console: Console) -> int:
         raise ValueError(str(e)) from None
 
     async def main() -> None:
-        sandbox = Sandbox(SandboxSettings(api_key=args.key, rate=rate, gen_time=gen_time,
+        sandbox = Sandbox(SandboxSettings(api_key=args.key, rate=rate, gen_time=gen_time, clips=True,
                                           fail_rate=args.fail_rate, seed=args.seed, faults=faults,
                                           window_kind=args.window, expire_links=args.expire_links,
                                           limit_style=args.limit_style, retry_after=args.retry_after,

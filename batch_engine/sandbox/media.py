@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
+from importlib import resources
 from typing import Any, Iterator
 
 BLOCK = 64 * 1024
@@ -15,8 +17,22 @@ def item_key(body: dict[str, Any]) -> str:
     return f"{inp.get('image_url')}|{inp.get('prompt')}"
 
 
-def video_chunks(task_id: str, size: int, start: int) -> Iterator[bytes]:
-    """The bytes of a task's video from `start`: an ftyp box, then seeded noise, block by block."""
+def clip_for(task_id: str) -> bytes:
+    """A real, playable MP4 (two seconds, 96x96, a few KB; made once with ffmpeg, shipped in
+    clips/), chosen by the task id: what the demo's report shows in a browser."""
+    name = f"clip{int(hashlib.sha256(task_id.encode()).hexdigest(), 16) % 3 + 1}.mp4"
+    return _CLIPS.setdefault(name, (resources.files("batch_engine.sandbox") / "clips" / name).read_bytes())
+
+
+_CLIPS: dict[str, bytes] = {}
+
+
+def video_chunks(task_id: str, size: int, start: int, *, clip: bool = False) -> Iterator[bytes]:
+    """The bytes of a task's video from `start`: its clip, or an ftyp box then seeded noise,
+    block by block (any size, for tests of big files)."""
+    if clip:
+        yield clip_for(task_id)[start:]
+        return
     body_size = size - len(FTYP)
     if start < len(FTYP):
         yield FTYP[start:]

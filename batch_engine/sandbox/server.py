@@ -25,7 +25,7 @@ from aiohttp import ClientSession, web
 
 from batch_engine.catalog.models import MODELS
 from batch_engine.config import Rate
-from batch_engine.sandbox.media import item_key, video_chunks
+from batch_engine.sandbox.media import clip_for, item_key, video_chunks
 from batch_engine.sandbox.settings import SandboxSettings, SandboxStats
 
 
@@ -92,7 +92,7 @@ class Sandbox:
     def expected_video(self, task_id: str) -> tuple[int, str]:
         """(size, sha256) of the video the file host serves for `task_id`."""
         digest = hashlib.sha256()
-        for chunk in video_chunks(task_id, self.tasks[task_id].size, 0):
+        for chunk in video_chunks(task_id, self.tasks[task_id].size, 0, clip=self.settings.clips):
             digest.update(chunk)
         return self.tasks[task_id].size, digest.hexdigest()
 
@@ -165,6 +165,7 @@ class Sandbox:
         low, high = self.settings.gen_time
         self.tasks[task_id] = _Task(task_id, body, now, self._rng.uniform(low, high),
                                     self._rng.random() < self.settings.fail_rate,
+                                    len(clip_for(task_id)) if self.settings.clips else
                                     self.settings.video_bytes + self._rng.randrange(0, 4096))
         self.stats.creates.append({"time": now, "task_id": task_id, "key": item_key(body)})
         if isinstance(body.get("callBackUrl"), str):
@@ -321,7 +322,7 @@ class Sandbox:
         await response.prepare(request)
         cut_at = start + (task.size - start) // 2 if self._roll(self.settings.faults.truncate) else None
         sent = start
-        for chunk in video_chunks(task.task_id, task.size, start):
+        for chunk in video_chunks(task.task_id, task.size, start, clip=self.settings.clips):
             if cut_at is not None and sent + len(chunk) > cut_at:
                 await response.write(chunk[: max(cut_at - sent, 0)])
                 self.stats.faults["truncate"] += 1

@@ -44,6 +44,7 @@ class SandboxSettings:
     gen_time: tuple[float, float] = (2.0, 6.0)  # seconds a task takes, uniform in this range
     fail_rate: float = 0.0              # share of tasks that end in `fail`
     video_bytes: int = 256 * 1024
+    clips: bool = False                 # serve real playable MP4 clips (the demo) instead of noise
     credits: int | None = None          # creates allowed before 402; None: unlimited
     task_cost: float | None = 12.5      # creditsConsumed on success records (None: not said)
     file_status: int | None = None      # the file host answers every request with this status

@@ -36,6 +36,7 @@ class Item:
     unanswered_creates: int = 0  # creates sent whose answer never came (possibly paid twice)
     retryable: bool | None = None  # a failure that may go the other way if tried again
     credits: float | None = None   # what the provider says the task cost (creditsConsumed)
+    history: list | None = None    # earlier results of an item made again on purpose (`redo`)
     created_at: str = field(default_factory=now_iso)
     submitted_at: str | None = None  # when the last create went out
     finished_at: str | None = None
@@ -72,7 +73,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "id": (str,), "request": (dict,), "fingerprint": (str,), "state": (str,), "task_id": (str,),
     "attempts": (int,), "fail_code": (str,), "fail_msg": (str,), "provider_state": (str,),
     "result_url": (str,), "video": (str,), "bytes": (int,), "sha256": (str,),
-    "unanswered_creates": (int,), "retryable": (bool,), "credits": (int, float), "created_at": (str,),
+    "unanswered_creates": (int,), "retryable": (bool,), "credits": (int, float), "history": (list,), "created_at": (str,),
     "submitted_at": (str,), "finished_at": (str,), "updated_at": (str,)}
 _REQUIRED = ("id", "request", "fingerprint", "state")
 

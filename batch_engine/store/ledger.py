@@ -18,7 +18,7 @@ import os
 import stat
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from batch_engine.states import State, check_transition
 from batch_engine.store.folder import write_atomic
@@ -76,8 +76,8 @@ def _load(out_dir: Path) -> Replayed:
 class Ledger:
     """The open, locked ledger of one output folder."""
 
-    __slots__ = ("out_dir", "path", "items", "damaged", "_kept", "_fd", "_lock_fd", "_fsync_every",
-                 "_last_fsync", "_appended")
+    __slots__ = ("out_dir", "path", "items", "damaged", "on_change", "_kept", "_fd", "_lock_fd",
+                 "_fsync_every", "_last_fsync", "_appended")
 
     def __init__(self, out_dir: Path, *, fsync_every: float = 1.0) -> None:
         self.out_dir = out_dir
@@ -85,6 +85,7 @@ class Ledger:
         self.items: dict[str, Item] = {}
         self.damaged: dict[str, str] = {}  # ids whose records cannot be read -> why (left alone)
         self._kept: list[bytes] = []       # lines that cannot be read, written back on compaction
+        self.on_change: Callable[[Item, State, State], None] | None = None  # told of every move
         self._fd: int | None = None        # append-only descriptor of ledger.jsonl
         self._lock_fd: int | None = None   # holds the flock on the lock file
         self._fsync_every = fsync_every    # seconds between fsyncs of the ledger
@@ -128,13 +129,15 @@ class Ledger:
     def advance(self, item: Item, state: State, **changes: Any) -> None:
         """Move `item` to `state`, set the given fields, and record the change before returning."""
         check_transition(item.id, item.state, state)
-        item.state = state
+        old, item.state = item.state, state
         for name, value in changes.items():
             setattr(item, name, value)
         item.updated_at = now_iso()
         self._append(json.dumps({"id": item.id, "state": state, **changes,
                                  "updated_at": item.updated_at},
                                 ensure_ascii=False, separators=(",", ":")))
+        if self.on_change is not None:
+            self.on_change(item, old, state)
 
     def close(self) -> None:
         """Compact (so the next run loads one line per item) and release the folder."""

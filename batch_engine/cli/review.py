@@ -1,0 +1,96 @@
+"""The morning review: `report` (DIR/report.html) and `redo` (make chosen videos again, paying
+again on purpose, after saying how many tasks that is and asking)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from batch_engine.catalog.models import MODELS
+from batch_engine.cli.common import BAD_INPUT, OK, UsageError
+from batch_engine.config import Rate
+from batch_engine.ids import unsafe_id_reason
+from batch_engine.pipeline.plan import plan_redo
+from batch_engine.report.html import write_report
+from batch_engine.store.ledger import LEDGER_NAME, LedgerError, read_items
+from batch_engine.store.uploads import UploadBook
+from batch_engine.text import has_unsafe
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    out = _folder(args.out)
+    items = list(_items(out).values())
+    uploads = {sha: os.path.relpath(upload.path, out) for sha, upload in UploadBook(out).load().latest.items()}
+    path = write_report(out, items, uploads, _rate(out))
+    console.print(f"report: {path} ({len(items)} items); open it in a browser", highlight=False)
+    return OK
+
+
+def redo_ids(args: argparse.Namespace) -> list[str]:
+    ids = list(args.ids)
+    if args.from_file:
+        try:
+            ids += [line.strip() for line in Path(args.from_file).read_text().splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"--from {args.from_file}: cannot read it ({e})") from None
+    if not ids:
+        raise UsageError("name the items to make again (IDs, or --from FILE with one id a line)")
+    bad = [i for i in ids if unsafe_id_reason(i)]
+    if bad:
+        raise UsageError(f"not item ids: {', '.join(repr(i[:40]) for i in bad[:5])}")
+    return ids
+
+
+def check_redo(args: argparse.Namespace, console: Console) -> tuple[list[str], int | None]:
+    """The ids to make again, or an exit code: refused input, or no confirmation."""
+    out = _folder(args.out)
+    ids = redo_ids(args)
+    known = _items(out)
+    if args.prompt is not None:
+        longest = min(MODELS[known[i].request.get("model", "")].prompt_max if known.get(i) and
+                      known[i].request.get("model") in MODELS else 1500 for i in ids)
+        if not args.prompt.strip() or len(args.prompt) > longest or has_unsafe(args.prompt, allow="\n\t"):
+            raise UsageError(f"--prompt must be 1 to {longest} characters, without control characters")
+    try:
+        plan = plan_redo(known, ids, args.prompt)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    n = plan.creates
+    console.print(f"redo: {n} item(s) will be made again: {n} new task(s), paid again; their "
+                  f"current videos move to {out / '.replaced'}", highlight=False)
+    if args.yes:
+        return ids, None
+    if not sys.stdin.isatty():
+        console.print("[red]not confirmed:[/] no terminal to ask on; add --yes to confirm. Nothing was created.")
+        return ids, BAD_INPUT
+    answer = console.input("make them again? [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        console.print("nothing was created")
+        return ids, OK
+    return ids, None
+
+
+def _folder(text: str) -> Path:
+    out = Path(text)
+    if not (out / LEDGER_NAME).exists():
+        raise UsageError(f"no ledger in {out} (looked for {out / LEDGER_NAME})")
+    return out
+
+
+def _items(out: Path) -> dict:
+    try:
+        return read_items(out)
+    except LedgerError as e:
+        raise UsageError(str(e)) from None
+
+
+def _rate(out: Path) -> Rate | None:
+    try:
+        return Rate.parse(json.loads((out / "summary.json").read_text())["rate"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

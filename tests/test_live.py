@@ -1,0 +1,80 @@
+"""The live display (issue 12): drawn from the counts the run keeps, in a terminal a panel that
+leaves the terminal clean when cancelled, without one a plain line."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from types import SimpleNamespace
+
+from rich.console import Console
+
+from batch_engine.config import Config, Rate
+from batch_engine.pipeline.context import Context
+from batch_engine.report.live import live_display, progress_lines, render, snapshot
+from batch_engine.states import State
+from batch_engine.store.ledger import Item, Ledger
+
+
+def a_run(tmp_path, n: int = 6):
+    ledger = Ledger(tmp_path).open()
+    ctx = Context(Config(api_key="k", out_dir=tmp_path, rate=Rate(20, 10.0)), ledger, client=None)  # type: ignore[arg-type]
+    items = [ledger.add(Item(id=f"sku-{i}", request={}, fingerprint="f")) for i in range(n)]
+    ctx.track(items)
+    return SimpleNamespace(ctx=ctx, stats=ctx.stats, items=ctx.items), ledger, items
+
+
+def test_counts_follow_every_ledger_change_without_a_scan(tmp_path):
+    run, ledger, items = a_run(tmp_path)
+    ledger.advance(items[0], State.SUBMITTING, attempts=1)
+    ledger.advance(items[0], State.RUNNING, task_id="t")
+    ledger.advance(items[1], State.SUBMITTING)
+    ledger.advance(items[1], State.FAILED)
+    run.ctx.create_times.extend([time.monotonic()] * 2)
+    run.ctx.durations.extend([30.0, 40.0])
+    s = snapshot(run)
+    assert s.counts == {State.PENDING: 4, State.RUNNING: 1, State.FAILED: 1}
+    assert s.done == 1 and s.total == 6 and s.creates_per_minute == 2 and s.cap_per_minute == 120
+    assert s.eta is not None and s.eta > 35  # 4 creates at 2/s, then a generation of about 35 s
+    ledger.close()
+
+
+def test_the_panel_in_a_terminal_and_a_clean_exit_on_cancel(tmp_path):
+    run, ledger, items = a_run(tmp_path)
+    ledger.advance(items[2], State.SUBMITTING)
+    text = io.StringIO()
+    console = Console(file=text, force_terminal=True, width=100, color_system=None)
+    console.print(render(snapshot(run)))
+    shown = text.getvalue()
+    assert "0/6 at rest" in shown and "pending 5" in shown and "submitting 1" in shown
+    assert "cap 120/min" in shown
+
+    async def draw_then_interrupt() -> None:
+        task = asyncio.create_task(live_display(run, console, every=0.01))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+    text.truncate(0)
+    asyncio.run(draw_then_interrupt())
+    assert "\x1b[?25h" in text.getvalue(), "the cursor is shown again after a Ctrl-C"
+    ledger.close()
+
+
+def test_without_a_terminal_a_plain_line(tmp_path, caplog):
+    run, ledger, _ = a_run(tmp_path, 3)
+
+    async def a_few_lines() -> None:
+        task = asyncio.create_task(progress_lines(run, every=0.01))
+        await asyncio.sleep(0.1)
+        task.cancel()
+    with caplog.at_level(logging.INFO, logger="batch_engine.progress"):
+        asyncio.run(a_few_lines())
+    lines = [r.getMessage() for r in caplog.records if r.name == "batch_engine.progress"]
+    assert lines and lines[0].startswith("progress: 0/3 at rest (3 pending)")
+    assert all("\x1b" not in line for line in lines)
+    ledger.close()
