@@ -4,9 +4,7 @@ status while a run is going on."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
