@@ -55,40 +55,41 @@ def cmd_sandbox(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(f"sandbox: {e}") from None
 
 
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rate", default="20/10s", help="create cap, N/Ws (default 20/10s, kie.ai's limit)")
+    p.add_argument("--task-timeout", type=float, default=20.0, metavar="MINUTES",
+                   help="report a task still unfinished after this long (it stays resumable)")
+    p.add_argument("--poll-rate", type=float, default=25.0, metavar="N",
+                   help="at most N recordInfo calls per second, all tasks together (default 25)")
+    p.add_argument("--request-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="give up waiting for one API answer after this long (default 60)")
+    p.add_argument("--download-stall", type=float, default=60.0, metavar="SECONDS",
+                   help="cut a download that brings under 1 KiB in this long, and resume it (default 60)")
+    # for tests and demos: multiplies poll intervals and retry back-offs
+    p.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
+    p.add_argument("--callback-url", metavar="URL",
+                   help="ask kie.ai to POST each finished task here; polling becomes a slow fallback")
+    p.add_argument("--listen", metavar="HOST:PORT",
+                   help="where the callback receiver listens (default 127.0.0.1 and the URL's port)")
+    p.add_argument("--max-tasks", type=int, metavar="N",
+                   help="create at most N tasks in this run (the rest stay pending; not a failure)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="show what would be created, skipped and made again; send nothing")
+    p.add_argument("--credits-per-task", type=float, metavar="C",
+                   help="what one task costs, in credits, for the dry run's estimate")
+    p.add_argument("--notify", metavar="URL",
+                   help="POST summary.json here at the end (a chat or monitoring hook; a failure is only logged)")
+    p.add_argument("--log-json", action="store_true", help="log JSON lines instead of plain lines")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every retry and refresh")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batch-engine", description=(
         "Turn a YAML manifest of image/prompt pairs into MP4 videos with kie.ai's Hailuo 02 "
         "Image To Video Pro. Environment: KIE_API_KEY, KIE_BASE_URL, KIE_WEBHOOK_HMAC_KEY."))
     parser.add_argument("--version", action="version", version=f"batch-engine {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    def add_run_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--rate", default="20/10s", help="create cap, N/Ws (default 20/10s, kie.ai's limit)")
-        p.add_argument("--task-timeout", type=float, default=20.0, metavar="MINUTES",
-                       help="report a task still unfinished after this long (it stays resumable)")
-        p.add_argument("--poll-rate", type=float, default=25.0, metavar="N",
-                       help="at most N recordInfo calls per second, all tasks together (default 25)")
-        p.add_argument("--request-timeout", type=float, default=60.0, metavar="SECONDS",
-                       help="give up waiting for one API answer after this long (default 60)")
-        p.add_argument("--download-stall", type=float, default=60.0, metavar="SECONDS",
-                       help="cut a download that brings under 1 KiB in this long, and resume it (default 60)")
-        # for tests and demos: multiplies poll intervals and retry back-offs
-        p.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
-        p.add_argument("--callback-url", metavar="URL",
-                       help="ask kie.ai to POST each finished task here; polling becomes a slow fallback")
-        p.add_argument("--listen", metavar="HOST:PORT",
-                       help="where the callback receiver listens (default 127.0.0.1 and the URL's port)")
-        p.add_argument("--max-tasks", type=int, metavar="N",
-                       help="create at most N tasks in this run (the rest stay pending; not a failure)")
-        p.add_argument("--dry-run", action="store_true",
-                       help="show what would be created, skipped and made again; send nothing")
-        p.add_argument("--credits-per-task", type=float, metavar="C",
-                       help="what one task costs, in credits, for the dry run's estimate")
-        p.add_argument("--notify", metavar="URL",
-                       help="POST summary.json here at the end (a chat or monitoring hook; a failure is only logged)")
-        p.add_argument("--log-json", action="store_true", help="log JSON lines instead of plain lines")
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-        p.add_argument("-v", "--verbose", action="store_true", help="log every retry and refresh")
 
     run = sub.add_parser("run", help="make a video for every item of a manifest or job file (resumes)")
     run.add_argument("manifest", help="a manifest, or a job file (manifest:, out:, options)")

@@ -18,7 +18,7 @@ from typing import Awaitable, Callable
 from batch_engine.errors import AccountRefused, KieError, RateLimited, Transient
 from batch_engine.pacing.policy import PAUSES
 from batch_engine.pipeline.context import Context
-from batch_engine.pipeline.outcomes import AfterCreate, after_create
+from batch_engine.pipeline.outcomes import AfterCreate, CreateOutcome, after_create
 from batch_engine.states import State
 from batch_engine.store.ledger import Item, now_iso
 
@@ -78,41 +78,46 @@ class Submitter:
             outcome = after_create(error, failures, scale=ctx.config.poll.scale)
             gate.answered(slot, accepted=error is None, rate_limited=isinstance(error, RateLimited),
                           retry_after=error.retry_after if isinstance(error, RateLimited) else None)
-            if outcome.pause_all is not None:
-                gate.pause(outcome.pause_all)
-            if outcome.maybe_paid:
-                ctx.stats.unanswered_creates += 1
-                log.warning("item %s: create sent but not answered (%s); sending it again",
-                            item.id, outcome.message)
-            changes: dict = {}
-            if not outcome.counted:
-                changes["attempts"] = item.attempts - 1
-                ctx.give_back_create()
-            if outcome.maybe_paid:
-                changes["unanswered_creates"] = item.unanswered_creates + 1
-            if outcome.next is AfterCreate.FOLLOW:
-                ledger.advance(item, State.RUNNING, task_id=task_id, provider_state="created",
-                               submitted_at=now_iso())
-                self.to_poll(item)
+            if self._record(item, outcome, error, task_id, failures):
                 return
-            if outcome.next is AfterCreate.FAIL:
-                ledger.advance(item, State.FAILED, fail_code=outcome.code, fail_msg=outcome.message,
-                               retryable=outcome.retryable, finished_at=now_iso(), **changes)
-                ctx.rest(item)
-                return
-            ledger.advance(item, outcome.state, **changes)
-            if isinstance(error, RateLimited):
-                ctx.stats.rate_limited += 1
-            elif outcome.next is AfterCreate.STOP:
-                ctx.refuse(error)  # type: ignore[arg-type]  # the closed gate turns the item away
-            elif outcome.next is AfterCreate.LEAVE:
-                log.error("item %s: create failed %d times (%s); left for the next run",
-                          item.id, failures, outcome.message)
-                ctx.stats.gave_up[outcome.code] = ctx.stats.gave_up.get(outcome.code, 0) + 1  # type: ignore[index]
-                ctx.rest(item)
-                return
-            elif outcome.wait:
+            if outcome.wait:
                 await asyncio.sleep(outcome.wait)
+
+    def _record(self, item: Item, outcome: CreateOutcome, error: KieError | None, task_id: str | None,
+                failures: int) -> bool:
+        """Write what the create's answer means; True when the item is done with this stage."""
+        ctx, ledger = self.ctx, self.ctx.ledger
+        if outcome.pause_all is not None:
+            ctx.gate.pause(outcome.pause_all)
+        changes: dict = {}
+        if not outcome.counted:
+            changes["attempts"] = item.attempts - 1
+            ctx.give_back_create()
+        if outcome.maybe_paid:
+            ctx.stats.unanswered_creates += 1
+            changes["unanswered_creates"] = item.unanswered_creates + 1
+            log.warning("item %s: create sent but not answered (%s); sending it again", item.id, outcome.message)
+        if outcome.next is AfterCreate.FOLLOW:
+            ledger.advance(item, State.RUNNING, task_id=task_id, provider_state="created", submitted_at=now_iso())
+            self.to_poll(item)
+            return True
+        if outcome.next is AfterCreate.FAIL:
+            ledger.advance(item, State.FAILED, fail_code=outcome.code, fail_msg=outcome.message,
+                           retryable=outcome.retryable, finished_at=now_iso(), **changes)
+            ctx.rest(item)
+            return True
+        ledger.advance(item, outcome.state, **changes)
+        if isinstance(error, RateLimited):
+            ctx.stats.rate_limited += 1
+        elif outcome.next is AfterCreate.STOP:
+            ctx.refuse(error)  # type: ignore[arg-type]  # the closed gate turns the item away
+        elif outcome.next is AfterCreate.LEAVE:
+            log.error("item %s: create failed %d times (%s); left for the next run", item.id, failures,
+                      outcome.message)
+            ctx.stats.gave_up[outcome.code] = ctx.stats.gave_up.get(outcome.code, 0) + 1  # type: ignore[index]
+            ctx.rest(item)
+            return True
+        return False
 
     async def _prepared(self, item: Item) -> dict | None:
         """The body to send, or None when the item cannot be sent (it has come to rest)."""

@@ -10,9 +10,8 @@ generating -> success | fail. `stats` records what every client did, so tests ca
 from __future__ import annotations
 
 import asyncio
-import base64
+from functools import partial
 import hashlib
-import hmac
 import json
 import random
 import time
@@ -26,6 +25,7 @@ from aiohttp import ClientSession, web
 from batch_engine.catalog.models import MODELS
 from batch_engine.config import Rate
 from batch_engine.sandbox.media import clip_for, item_key, video_chunks
+from batch_engine.sandbox.uploads import send_callback, upload, uploaded
 from batch_engine.sandbox.settings import SandboxSettings, SandboxStats
 
 
@@ -63,9 +63,9 @@ class Sandbox:
                         web.get("/api/v1/jobs/recordInfo", self._record_info),
                         web.post("/api/v1/common/download-url", self._download_url),
                         web.get("/api/v1/chat/credit", self._credit),
-                        web.post("/api/file-stream-upload", self._upload)])
+                        web.post("/api/file-stream-upload", partial(upload, self))])
         files = web.Application()
-        files.add_routes([web.get("/files/{name}", self._file), web.get("/uploads/{name}", self._uploaded)])
+        files.add_routes([web.get("/files/{name}", self._file), web.get("/uploads/{name}", partial(uploaded, self))])
         self.base_url = await self._serve(api, host, port)
         self.files_url = await self._serve(files, host, files_port)
 
@@ -243,22 +243,9 @@ class Sandbox:
         await asyncio.sleep(task.duration + self.settings.callback_delay)
         if self._session is None:
             self._session = ClientSession()
-        data = self.task_data(task)
-        headers = {}
-        if self.settings.webhook_key:
-            stamp = str(int(time.time()))
-            digest = hmac.new(self.settings.webhook_key.encode(), f"{task.task_id}.{stamp}".encode(),
-                              hashlib.sha256).digest()
-            headers = {"X-Webhook-Timestamp": stamp, "X-Webhook-Signature": base64.b64encode(digest).decode()}
         times = 2 if self._roll(self.settings.duplicate_callbacks) else 1
-        for _ in range(times):
-            self.stats.callbacks_sent += 1
-            try:
-                async with self._session.post(url, json={"code": 200, "msg": "success", "data": data},
-                                              headers=headers) as response:
-                    self.stats.callback_answers.append(response.status)
-            except OSError:
-                self.stats.callback_answers.append(0)
+        await send_callback(self._session, url, task.task_id, self.task_data(task), self.settings.webhook_key,
+                            self.stats, times)
 
     async def _download_url(self, request: web.Request) -> web.Response:
         if (refused := await self._refusal(request)) is not None:
@@ -273,26 +260,6 @@ class Sandbox:
         if (refused := await self._refusal(request)) is not None:
             return refused
         return _answer(200, "success", data=self.settings.credits if self.settings.credits is not None else 10**6)
-
-    async def _upload(self, request: web.Request) -> web.Response:
-        """kie's stream upload: multipart `file`, `uploadPath`, `fileName`; answers downloadUrl."""
-        if request.headers.get("Authorization") != f"Bearer {self.settings.api_key}":
-            return _answer(401, "You do not have access permissions")
-        form = await request.post()
-        upload, name = form.get("file"), form.get("fileName")
-        if not hasattr(upload, "file") or not isinstance(name, str) or not form.get("uploadPath"):
-            return _answer(400, "file, uploadPath and fileName are required")
-        data = upload.file.read()  # type: ignore[union-attr]
-        self.uploads[name] = data
-        self.stats.uploads.append(name)
-        return web.json_response({"success": True, "code": 200, "msg": "File uploaded successfully", "data": {
-            "fileName": name, "filePath": f"{form['uploadPath']}/{name}", "fileSize": len(data),
-            "downloadUrl": f"{self.files_url}/uploads/{name}", "mimeType": "image/png",
-            "uploadedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}})
-
-    async def _uploaded(self, request: web.Request) -> web.Response:
-        data = self.uploads.get(request.match_info["name"])
-        return web.Response(status=404) if data is None else web.Response(body=data)
 
     # -- the file host -----------------------------------------------------------------------
     async def _file(self, request: web.Request) -> web.StreamResponse:
