@@ -40,6 +40,15 @@ def start_run(h, tmp_path, port: int, n: int = 1):
     return proc, out
 
 
+def generating_until_told(hostile):
+    """A provider whose tasks say "generating" until finished["now"] is set."""
+    finished = {"now": False}
+    h = hostile()
+    h.record = lambda h, task_id: h.success(task_id) if finished["now"] else \
+        ok({"taskId": task_id, "state": "generating"})
+    return h, finished
+
+
 def _listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -49,10 +58,7 @@ def test_8_a_signed_callback_is_only_a_hint(hostile, tmp_path):
     """A validly signed callback whose body claims success with other URLs is answered 200, but
     the state comes from recordInfo (still generating): nothing is downloaded from the body's
     URL. Once recordInfo says success, a callback naming the task as `task_id` ends it."""
-    finished = {"now": False}
-    h = hostile()
-    h.record = lambda h, task_id: h.success(task_id) if finished["now"] else \
-        ok({"taskId": task_id, "state": "generating"})
+    h, finished = generating_until_told(hostile)
     port = free_port()
     proc, out = start_run(h, tmp_path, port)
     try:
@@ -78,10 +84,7 @@ def test_8_a_signed_callback_is_only_a_hint(hostile, tmp_path):
 def test_9_hostile_traffic_gets_short_answers_and_no_tracebacks(hostile, tmp_path):
     """Deeply nested JSON gets 400; clients that drop mid-body and a flood of held connections
     are handled quietly (no traceback, at most a line a minute) and bounded; the run finishes."""
-    finished = {"now": False}
-    h = hostile()
-    h.record = lambda h, task_id: h.success(task_id) if finished["now"] else \
-        ok({"taskId": task_id, "state": "generating"})
+    h, finished = generating_until_told(hostile)
     port = free_port()
     proc, out = start_run(h, tmp_path, port)
     url = f"http://127.0.0.1:{port}/cb"
