@@ -4,6 +4,7 @@ status while a run is going on."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -144,3 +145,37 @@ def test_status_works_while_a_run_goes_on(serve, tmp_path):
     assert table.returncode == 0
     assert "failures by reason" in table.stdout and "[501]" in table.stdout
     assert "generation: median" in table.stdout and "videos in" in table.stdout
+
+
+def test_redo_asks_on_a_terminal_and_creates_only_after_yes(serve, tmp_path):
+    """On a terminal, redo says what it will pay for and waits for an answer: "n" creates
+    nothing, "y" makes the item again."""
+    import pty
+    import subprocess
+    import sys
+    served = serve(clips=True)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"items": [{"id": "sku-1", "image_url": "https://cdn.example.com/1.jpg",
+                                                   "prompt": "a lamp"}]}))
+    out = tmp_path / "out"
+    assert run_cli("run", str(manifest), "--out", str(out), "--rate", "200/1s", *FAST, env=cli_env(served)).returncode == 0
+
+    def redo(answer: str) -> subprocess.CompletedProcess:
+        main, child = pty.openpty()
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "batch_engine", "redo", str(out), "sku-1", "--rate",
+                                     "200/1s", *FAST], stdin=child, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, env=cli_env(served), text=True)
+            os.write(main, answer.encode() + b"\n")
+            stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            os.close(main)
+            os.close(child)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+    declined = redo("n")
+    assert declined.returncode == 0 and "nothing was created" in declined.stderr
+    assert served.read(lambda s: s.stats.create_calls) == 1
+    accepted = redo("y")
+    assert accepted.returncode == 0, accepted.stderr
+    assert served.read(lambda s: s.stats.create_calls) == 2

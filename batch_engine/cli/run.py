@@ -72,6 +72,11 @@ def cmd_redo(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     """Every problem, or what would be sent: item count, models, a few expanded prompts."""
+    if is_job_file(Path(args.manifest)):
+        job, problems = load_job(Path(args.manifest))
+        if job is None:
+            return print_problems(console, args.manifest, problems)
+        args.manifest = str(job.manifest)
     try:
         specs = load_specs(args.manifest, None)
     except BatchInputError as e:
