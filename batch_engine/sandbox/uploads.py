@@ -1,4 +1,5 @@
-"""The sandbox's side doors: kie's file upload API (and the uploaded files) and callbacks."""
+"""The sandbox's side doors: kie's file upload API (and the uploaded files) and callbacks.
+The handlers take the sandbox as their first argument (bound with functools.partial)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,14 @@ import base64
 import hashlib
 import hmac
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import ClientSession, web
 
 from batch_engine.sandbox.settings import SandboxStats
 
-if TYPE_CHECKING:
-    from batch_engine.sandbox.server import Sandbox
 
-
-async def upload(self: "Sandbox", request: web.Request) -> web.Response:
+async def upload(self: Any, request: web.Request) -> web.Response:
     """kie's stream upload: multipart `file`, `uploadPath`, `fileName`; answers downloadUrl."""
     if request.headers.get("Authorization") != f"Bearer {self.settings.api_key}":
         return answer(401, "You do not have access permissions")
@@ -32,7 +30,7 @@ async def upload(self: "Sandbox", request: web.Request) -> web.Response:
         "downloadUrl": f"{self.files_url}/uploads/{name}", "mimeType": "image/png",
         "uploadedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}})
 
-async def uploaded(self: "Sandbox", request: web.Request) -> web.Response:
+async def uploaded(self: Any, request: web.Request) -> web.Response:
     data = self.uploads.get(request.match_info["name"])
     return web.Response(status=404) if data is None else web.Response(body=data)
 
