@@ -74,6 +74,9 @@ class BatchResult:
     def exit_code(self) -> int:
         return REFUSED if self.refused is not None else OK if self.ok else SOME_FAILED
 
+    def __repr__(self) -> str:
+        return f"<BatchResult {self.out_dir} {self.counts} ok={self.ok} refused={self.refused}>"
+
     def summary(self) -> dict[str, Any]:
         """Counts, failures with reasons, credits and timings: what summary.json holds."""
         s = self.stats

@@ -80,3 +80,15 @@ def test_any_prefix_replays_consistently(tmp_path_factory, steps, cut):
     assert set(reloaded) == set(expected)
     assert all(r.state is not State.PENDING for r in reloaded.values())
     assert (folder / LEDGER_NAME).read_bytes().endswith(b"\n") or not expected
+
+
+@given(st.text(alphabet=st.sampled_from("abcCONPRNAUXLPTcom1.-_ /\\.é\x00"), max_size=12)
+       | st.text(max_size=20))
+@settings(max_examples=400, deadline=None)
+def test_the_fast_id_check_never_accepts_what_the_full_rules_refuse(text):
+    """Ledger loading accepts plain ids by a regular expression; anything it accepts, the
+    manifest's full id rules accept too."""
+    from batch_engine.ids import unsafe_id_reason
+    from batch_engine.store.item import _PLAIN_ID
+    if _PLAIN_ID.fullmatch(text):
+        assert unsafe_id_reason(text) is None

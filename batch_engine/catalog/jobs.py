@@ -13,6 +13,7 @@ A value given on the command line wins over the job's.
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,17 +37,19 @@ class Job:
 
 
 def is_job_file(path: Path) -> bool:
-    """A YAML mapping with `manifest:` and no items of its own."""
+    """A YAML file whose top-level keys include `manifest:` and no items of its own. Only the
+    top-level keys are looked at (a catalog manifest can be large; it is parsed once, later)."""
     try:
-        data = yaml.safe_load(path.read_bytes()[:1_000_000])
-    except (OSError, yaml.YAMLError):
+        text = path.read_bytes().decode("utf-8-sig", errors="replace")
+    except OSError:
         return False
-    return isinstance(data, dict) and "manifest" in data and not {"items", "items_from"} & data.keys()
+    keys = set(re.findall(r"^([A-Za-z_]+)[ \t]*:", text, re.MULTILINE))
+    return "manifest" in keys and not {"items", "items_from"} & keys
 
 
 def load_job(path: Path, today: datetime.date | None = None) -> tuple[Job | None, list[str]]:
     try:
-        data = yaml.safe_load(path.read_bytes())
+        data = yaml.load(path.read_bytes(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (OSError, yaml.YAMLError) as e:
         return None, [f"cannot read the job file: {e}"]
     problems = []

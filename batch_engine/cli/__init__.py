@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import importlib
 import logging
 import signal
+from typing import Callable
 
 from rich.console import Console
 from rich.markup import escape
@@ -18,10 +20,7 @@ from rich.markup import escape
 from batch_engine import logs
 from batch_engine.version import __version__
 from batch_engine.cli.common import BAD_INPUT, INTERRUPTED, SOME_FAILED, UsageError
-from batch_engine.cli.review import cmd_report
-from batch_engine.cli.run import cmd_redo, cmd_retry, cmd_run, cmd_validate
-from batch_engine.cli.status import cmd_status
-from batch_engine.sandbox.command import add_arguments as add_sandbox_arguments, serve as serve_sandbox
+from batch_engine.sandbox.command import add_arguments as add_sandbox_arguments
 
 log = logging.getLogger("batch_engine")
 
@@ -48,9 +47,22 @@ def main(argv: list[str] | None = None) -> int:
         return SOME_FAILED
 
 
+def _command(module: str, name: str) -> Callable[[argparse.Namespace, Console], int]:
+    """A command's handler, imported when it runs: `status` need not load the HTTP stack."""
+    def handler(args: argparse.Namespace, console: Console) -> int:
+        return getattr(importlib.import_module(f"batch_engine.cli.{module}"), name)(args, console)
+    return handler
+
+
+cmd_run, cmd_retry, cmd_redo, cmd_validate = (_command("run", n) for n in ("cmd_run", "cmd_retry", "cmd_redo",
+                                                                           "cmd_validate"))
+cmd_report, cmd_status = _command("review", "cmd_report"), _command("status", "cmd_status")
+
+
 def cmd_sandbox(args: argparse.Namespace, console: Console) -> int:
+    from batch_engine.sandbox.command import serve
     try:
-        return serve_sandbox(args, console)
+        return serve(args, console)
     except ValueError as e:
         raise UsageError(f"sandbox: {e}") from None
 

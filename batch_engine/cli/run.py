@@ -32,7 +32,8 @@ from batch_engine.provider.callbacks import CannotListen
 from batch_engine.provider.notify import post_json
 from batch_engine.report.console import dry_run_report, summary, validation_report
 from batch_engine.report.live import live_display, progress_lines
-from batch_engine.sandbox import Sandbox, SandboxSettings
+from batch_engine.sandbox.server import Sandbox
+from batch_engine.sandbox.settings import SandboxSettings
 from batch_engine.store.folder import file_sizes, write_atomic
 from batch_engine.store.ledger import LEDGER_NAME, FolderUnusable, Ledger, LedgerError, LedgerLocked, read_ledger
 from batch_engine import logs
@@ -151,7 +152,9 @@ def _execute(args: argparse.Namespace, console: Console, make_plan: Callable[[Le
 async def _run_async(config: Config, make_plan: Callable[[Ledger], Plan], console: Console,
                      args: argparse.Namespace, images: dict | None) -> BatchResult | None:
     main_task = asyncio.current_task()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)  # type: ignore[union-attr]
+    # a closure, not the bound method: signal.signal() reprs the handler it replaces, and a task's
+    # repr holds its result (100,000 items took 1.6 s to print into a string nobody read)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: main_task.cancel())  # type: ignore[union-attr]
     async with AsyncExitStack() as stack:
         if args.sandbox:
             config = await _start_demo_sandbox(stack, config, console)

@@ -9,7 +9,7 @@ import os
 import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from rich.console import Console
 from rich.markup import escape
@@ -29,16 +29,20 @@ def counts(items: Iterable[Item]) -> dict[str, int]:
 
 def status_json(out_dir: Path, items: Iterable[Item], secrets: tuple[str, ...] = ()) -> dict[str, Any]:
     items = list(items)
+    return {"items": list(status_rows(out_dir, items, secrets)), "counts": counts(items)}
+
+
+def status_rows(out_dir: Path, items: Iterable[Item], secrets: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+    """One row a item, made as it is written (status --json streams them)."""
     folder = os.path.abspath(out_dir)
-    rows = [{"id": item.id, "state": str(item.state), "task_id": item.task_id,
+    return ({"id": item.id, "state": str(item.state), "task_id": item.task_id,
              "fail_code": item.fail_code,
              "fail_msg": clean(item.fail_msg, secrets) if item.fail_msg is not None else None,
              "video": os.path.join(folder, item.video) if item.video and item.state is State.SUCCEEDED else None,
              "bytes": item.bytes, "sha256": item.sha256, "attempts": item.attempts,
              "retryable": item.retryable, "credits": item.credits,
              "provider_state": item.provider_state, "updated_at": item.updated_at}
-            for item in items]
-    return {"items": rows, "counts": counts(items)}
+            for item in items)
 
 
 def status_view(out_dir: Path, items: Iterable[Item], console: Console, *, limit: int = 100,

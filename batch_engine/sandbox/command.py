@@ -8,7 +8,6 @@ import asyncio
 from rich.console import Console
 
 from batch_engine.config import Rate
-from batch_engine.sandbox.server import Sandbox
 from batch_engine.sandbox.settings import Faults, SandboxSettings
 
 OK = 0
@@ -39,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def serve(args: argparse.Namespace, console: Console) -> int:
     """Serve until interrupted; ValueError for bad options."""
+    from batch_engine.sandbox.server import Sandbox  # the HTTP server, only when serving
     try:
         rate = Rate.parse(args.rate)
         poll_cap = Rate.parse(args.poll_cap) if args.poll_cap else None

@@ -12,13 +12,14 @@ that last second). A lock file keeps two runs off one folder.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import stat
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+import orjson
 
 from batch_engine.states import State, check_transition
 from batch_engine.store.folder import write_atomic
@@ -45,9 +46,10 @@ class FolderUnusable(LedgerError):
     """The output folder or its ledger cannot be opened (nothing was sent)."""
 
 
-def read_items(out_dir: Path) -> dict[str, Item]:
-    """Replay the ledger in `out_dir` (read-only, no lock); unreadable records are left out."""
-    return _load(out_dir).items
+def read_items(out_dir: Path, *, keep_request: bool = True) -> dict[str, Item]:
+    """Replay the ledger in `out_dir` (read-only, no lock); unreadable records are left out.
+    `keep_request=False`: without the createTask bodies (status needs none of them)."""
+    return _load(out_dir, keep_request=keep_request).items
 
 
 def read_ledger(out_dir: Path) -> Replayed:
@@ -55,17 +57,16 @@ def read_ledger(out_dir: Path) -> Replayed:
     return _load(out_dir)
 
 
-def _load(out_dir: Path) -> Replayed:
+def _load(out_dir: Path, *, keep_request: bool = True) -> Replayed:
     path = out_dir / LEDGER_NAME
     try:
         if stat.S_ISLNK(os.lstat(path).st_mode):
             raise LedgerError(f"{path} is a symbolic link; the ledger must be a file of its own")
-        data = path.read_bytes()
+        loaded = replay(lambda: open(path, "rb", buffering=1024 * 1024), keep_request=keep_request)
     except FileNotFoundError:
         return Replayed()
     except OSError as e:
         raise LedgerError(f"cannot read {path}: {e.strerror or e}") from None
-    loaded = replay(data)
     for problem in loaded.problems[:20]:
         log.warning("ledger %s %s; the line is kept as it is and its item left alone", path, problem)
     if len(loaded.problems) > 20:
@@ -123,7 +124,7 @@ class Ledger:
 
     def add(self, item: Item) -> Item:
         self.items[item.id] = item
-        self._append(item.to_json())
+        self._append(item.to_line())
         return item
 
     def advance(self, item: Item, state: State, **changes: Any) -> None:
@@ -133,9 +134,7 @@ class Ledger:
         for name, value in changes.items():
             setattr(item, name, value)
         item.updated_at = now_iso()
-        self._append(json.dumps({"id": item.id, "state": state, **changes,
-                                 "updated_at": item.updated_at},
-                                ensure_ascii=False, separators=(",", ":")))
+        self._append(orjson.dumps({"id": item.id, "state": state, **changes, "updated_at": item.updated_at}))
         if self.on_change is not None:
             self.on_change(item, old, state)
 
@@ -153,10 +152,10 @@ class Ledger:
             os.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = None
 
-    def _append(self, record: str) -> None:
+    def _append(self, record: bytes) -> None:
         if self._fd is None:
             raise LedgerError("the ledger is closed")
-        line = (record + "\n").encode()
+        line = record + b"\n"
         try:
             written = os.write(self._fd, line)
             self._appended += 1
@@ -190,4 +189,4 @@ class Ledger:
     def _compact(self) -> None:
         """Rewrite the ledger as one line per item, atomically; drops torn lines."""
         kept = b"".join(line + b"\n" for line in self._kept)
-        write_atomic(self.path, "".join(item.to_json() + "\n" for item in self.items.values()).encode() + kept)
+        write_atomic(self.path, b"".join(item.to_line() + b"\n" for item in self.items.values()) + kept)

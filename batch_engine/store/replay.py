@@ -1,16 +1,22 @@
 """Rebuild the items from the ledger's lines, keeping what cannot be read.
 
-A torn last line (a `kill -9` mid-write: it does not parse) is dropped. Any other line that is not JSON, or a record
-that fails `item.record_problem` (a hand edit, another tool, a newer version), is never thrown
-away: its line is kept verbatim, so compaction writes it back, and its item is *damaged*: left
-out of the run (never paid for again as if new) and named in the log until someone fixes it.
+A torn last line (a `kill -9` mid-write: it does not parse) is dropped. Any other line that is
+not JSON, or a record that fails `item.record_problem` (a hand edit, another tool, a newer
+version), is never thrown away: its line is kept verbatim, so compaction writes it back, and its
+item is *damaged*: left out of the run (never paid for again as if new) and named in the log
+until someone fixes it.
+
+The file is read in chunks of CHUNK lines (one orjson.loads a chunk), so memory holds the items
+and one chunk, not the file; the lines of damaged items are collected by a second read, only
+when there are any.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO, Callable, Iterator
+
+import orjson
 
 from batch_engine.store.item import Item, record_problem
 
@@ -26,48 +32,90 @@ class Replayed:
     compact: bool = False   # the file already holds exactly one whole line per item
 
 
-def replay(data: bytes) -> Replayed:
-    torn = bool(data) and not data.endswith(b"\n")
-    lines = [line for line in data.split(b"\n") if line.strip()]
-    if torn and _parse(lines[-1]) is _NOT_JSON:  # cut mid-write; a last line that parses is whole
-        lines.pop()
+def replay(open_file: Callable[[], BinaryIO], *, keep_request: bool = True) -> Replayed:
+    """Replay the ledger `open_file()` opens. `keep_request=False` drops each item's createTask
+    body (status and reports do not need it: a large catalog loads in far less memory)."""
     result = Replayed()
-    raw_by_id: dict[str, list[bytes]] = {}
-    for start in range(0, len(lines), CHUNK):
-        chunk = lines[start:start + CHUNK]
-        try:  # fast path: one parse per chunk
-            parsed: list[Any] = json.loads(b"[" + b",".join(chunk) + b"]")
-        except (ValueError, RecursionError):
-            parsed = [_parse(line) for line in chunk]
-        for number, (line, record) in enumerate(zip(chunk, parsed), start=start + 1):
-            _apply(result, raw_by_id, number, line, record)
+    no_id: set[int] = set()  # numbers of unreadable lines that name no item
+    lines = torn = 0
+    with open_file() as file:
+        for start, chunk, last_torn in _chunks(file):
+            lines += len(chunk)
+            torn = torn or last_torn
+            try:  # fast path: one parse per chunk
+                parsed: list[Any] = orjson.loads(b"[" + b",".join(chunk) + b"]")
+            except (ValueError, RecursionError):
+                parsed = [_parse(line) for line in chunk]
+            for number, record in enumerate(parsed, start=start):
+                _apply(result, no_id, number, record, keep_request)
     for item_id in result.damaged:
         result.items.pop(item_id, None)
-        result.kept.extend(raw_by_id.pop(item_id, []))
-    result.compact = not torn and not result.kept and len(lines) == len(result.items)
+    if result.damaged or no_id:
+        result.kept = _lines_to_keep(open_file, set(result.damaged), no_id)
+    result.compact = not torn and not result.kept and lines == len(result.items)
     return result
 
 
-def _apply(result: Replayed, raw_by_id: dict[str, list[bytes]], number: int, line: bytes,
-           record: Any) -> None:
+def _chunks(file: BinaryIO) -> Iterator[tuple[int, list[bytes], bool]]:
+    """(number of the first line, up to CHUNK whole lines, whether the file does not end with a
+    newline: a torn last line, dropped when it does not parse, kept when it does; either way the
+    file must be rewritten before anything is appended to it)."""
+    chunk: list[bytes] = []
+    start = number = 1
+    for raw in file:
+        line = raw.rstrip(b"\n")
+        if not line.strip():
+            number += 1
+            continue
+        if not raw.endswith(b"\n"):
+            if _parse(line) is not _NOT_JSON:  # whole, only its newline was lost
+                chunk.append(line)
+            yield start, chunk, True
+            return
+        chunk.append(line)
+        number += 1
+        if len(chunk) >= CHUNK:
+            yield start, chunk, False
+            chunk, start = [], number
+    yield start, chunk, False
+
+
+def _apply(result: Replayed, no_id: set[int], number: int, record: Any, keep_request: bool) -> None:
     item_id = record.get("id") if isinstance(record, dict) and isinstance(record.get("id"), str) else None
-    if item_id is not None:
-        raw_by_id.setdefault(item_id, []).append(line)
     known = result.items.get(item_id) if item_id is not None else None
     problem = "not JSON" if record is _NOT_JSON else record_problem(record, first=known is None)
-    if problem is None and item_id not in result.damaged:
+    if problem is None:
+        if item_id in result.damaged:
+            return  # a good line of an item already damaged: kept with it
+        if not keep_request:
+            record["request"] = {}
         if known is None:
             result.items[item_id] = Item.from_dict(record)  # type: ignore[index]
         else:
             known.apply(record)
         return
-    if problem is None:
-        return  # a good line of an item already damaged: kept with it
     result.problems.append(f"line {number}: {problem}")
     if item_id is None:
-        result.kept.append(line)
+        no_id.add(number)
     else:
         result.damaged.setdefault(item_id, f"line {number}: {problem}")
+
+
+def _lines_to_keep(open_file: Callable[[], BinaryIO], damaged: set[str], numbers: set[int]) -> list[bytes]:
+    """The lines of damaged items and the unreadable lines, verbatim, in file order."""
+    kept = []
+    with open_file() as file:
+        for number, raw in enumerate(file, start=1):
+            line = raw.rstrip(b"\n")
+            if not line.strip() or not raw.endswith(b"\n") and _parse(line) is _NOT_JSON:
+                continue
+            if number in numbers:
+                kept.append(line)
+                continue
+            record = _parse(line)
+            if isinstance(record, dict) and record.get("id") in damaged:
+                kept.append(line)
+    return kept
 
 
 _NOT_JSON = object()
@@ -75,6 +123,6 @@ _NOT_JSON = object()
 
 def _parse(line: bytes) -> Any:
     try:
-        return json.loads(line)
+        return orjson.loads(line)
     except (ValueError, RecursionError):
         return _NOT_JSON
