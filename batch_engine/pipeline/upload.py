@@ -61,8 +61,9 @@ class Uploader:
                 except Transient as e:
                     failures += 1
                     if UPLOAD.exhausted(failures):
-                        raise UploadProblem(f"uploading {image.path.name} failed {failures} times: "
-                                            f"{e.message}", code="upload_failed") from None
+                        raise UploadProblem(f"uploading {image.path.name} to {self.ctx.config.upload_url} "
+                                            f"failed {failures} times: {e.message} (KIE_UPLOAD_BASE_URL "
+                                            "sets the upload host)", code="upload_failed") from None
                     await asyncio.sleep(UPLOAD.delay(failures, self.ctx.config.poll.scale))
             self.book.record(Upload(sha256, str(image.path), url, time.time()))
             log.info("uploaded %s (%d bytes)", image.path.name, image.size)

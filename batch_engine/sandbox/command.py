@@ -57,7 +57,7 @@ def serve(args: argparse.Namespace, console: Console) -> int:
                                           times=args.times))
         await sandbox.start(args.host, args.port, args.files_port)
         console.print(f"sandbox API at {sandbox.base_url}, files at {sandbox.files_url}\n"
-                      f"  export KIE_BASE_URL={sandbox.base_url} KIE_API_KEY={args.key}", highlight=False)
+                      f"  export KIE_BASE_URL={sandbox.base_url} KIE_UPLOAD_BASE_URL={sandbox.base_url} KIE_API_KEY={args.key}", highlight=False)
         try:
             await asyncio.Event().wait()
         finally:
