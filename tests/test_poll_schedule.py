@@ -195,3 +195,16 @@ def test_a_duration_the_provider_says_is_checked_against_what_was_seen():
     assert duration_of(None, None, 27.5) == 27.5
     assert duration_of(0.024, None, 27.5) == 27.5
     assert duration_of(20.0, None, 27.5) == 20.0
+
+
+def test_the_tail_is_looked_at_closely():
+    """With news, the batch's last tasks (nothing left to create, few in flight) are polled at
+    gaps of a few percent of their age, never before the earliest finish expected."""
+    from batch_engine.pacing.poll_schedule import GROWTH, TAIL_GAP, TAIL_GROWTH
+    schedule = PollSchedule(PollSettings())
+    schedule.started(0.0)
+    schedule.observe(100.0)
+    assert schedule.next_check(150.0, tail=True) == pytest.approx(max(TAIL_GAP, TAIL_GROWTH * 150.0))
+    assert schedule.next_check(150.0) >= GROWTH * 150.0 - 1e-9
+    assert schedule.next_check(10.0, tail=True) == pytest.approx(schedule.next_check(10.0))  # not before due
+    assert PollSchedule(PollSettings(), callbacks=True).next_check(50.0, tail=True) >= 0.5 * 50.0

@@ -37,6 +37,10 @@ GROWTH = 0.26           # with news: gaps of this share of the task's age (0.3 w
                         # notice target exactly, leaving nothing for the time a poll takes)
 MIN_GAP = 2.5           # seconds (scaled): with news, never poll one task more often than this (a
                         # little under the 3 s the notice target allows, for the time a poll takes)
+TAIL_TASKS = 8          # the tail: nothing left to create and at most this many tasks in flight ...
+TAIL_GROWTH = 0.05      # ... each polled at gaps of this share of its age ...
+TAIL_GAP = 0.25         # ... and at least this many seconds (scaled) apart: the batch ends when its
+                        # last video is ready, so a late notice there costs the whole batch
 NEWS_FALLBACK = 300.0   # seconds (scaled): without news, a task this old is polled regardless
 CALLBACK_FACTOR = 3.0   # with callbacks: the fallback poll waits this many expected durations
 CALLBACK_FALLBACK = 600.0  # seconds (scaled): the same before any duration is known
@@ -101,11 +105,14 @@ class PollSchedule:
         """The earliest a task of this batch is likely to finish (None before any news)."""
         return self._earliest
 
-    def next_check(self, age: float) -> float:
-        """Seconds until the next check of a task that is `age` seconds old."""
+    def next_check(self, age: float, *, tail: bool = False) -> float:
+        """Seconds until the next check of a task that is `age` seconds old; `tail`: the batch's
+        last tasks (nothing left to create, few in flight) are looked at more closely."""
         scale = self.settings.scale
         min_gap = MIN_GAP * scale
         expected = self._earliest
+        if tail and self._first is not None and not self.callbacks:
+            return max(self._first - age, TAIL_GAP * scale, TAIL_GROWTH * age)
         if self.callbacks:
             fallback = CALLBACK_FACTOR * expected if expected is not None else CALLBACK_FALLBACK * scale
             return max(fallback - age, min_gap, 0.5 * age)

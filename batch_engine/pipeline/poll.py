@@ -20,7 +20,7 @@ from typing import Callable
 
 from batch_engine.errors import AccountRefused, KieError, RateLimited
 from batch_engine.pacing.poll_pace import PollGate
-from batch_engine.pacing.poll_schedule import PollSchedule, duration_of
+from batch_engine.pacing.poll_schedule import TAIL_TASKS, PollSchedule, duration_of
 from batch_engine.pacing.waits import wait_event
 from batch_engine.pipeline.context import Context
 from batch_engine.pipeline.outcomes import AfterPoll, PollOutcome, after_poll_error, after_task_info
@@ -61,6 +61,7 @@ class Poller:
         self._tracked: dict[str, _Tracked] = {}          # item id -> task in flight
         self._by_task: dict[str, Item] = {}              # task id -> item, for callbacks
         self._unknown_states: set[str] = set()
+        self._tail = False                               # the batch's tail has begun (see _in_tail)
 
     def __repr__(self) -> str:
         due = self._heap[0][0] - time.monotonic() if self._heap else None
@@ -81,10 +82,25 @@ class Poller:
             self.schedule.started(tracked.born)
         now = time.monotonic()
         if delay is None:
-            delay = self.schedule.next_check(now - tracked.born)
+            delay = self.schedule.next_check(now - tracked.born, tail=self._in_tail())
         tracked.generation += 1
         heapq.heappush(self._heap, (now + delay, next(self._order), tracked.generation, tracked))
         self._wakeup.set()
+
+    def _in_tail(self) -> bool:
+        """Nothing left to create and few tasks in flight: the batch's last videos. The first
+        time, the tasks in flight are planned anew, closer."""
+        counts = self.ctx.counts
+        tail = (len(self._tracked) <= TAIL_TASKS and not counts[State.PENDING] and not counts[State.SUBMITTING])
+        if tail and not self._tail:
+            self._tail = True
+            now = time.monotonic()
+            for other in self._tracked.values():
+                delay = self.schedule.next_check(now - other.born, tail=True)
+                other.generation += 1
+                heapq.heappush(self._heap, (now + delay, next(self._order), other.generation, other))
+            self._wakeup.set()
+        return tail
 
     def item_for_task(self, task_id: str) -> Item | None:
         return self._by_task.get(task_id)
