@@ -3,6 +3,7 @@
     python bench/run.py            # everything (about 12 minutes)
     python bench/run.py --quick    # smaller batches (about 5 minutes)
     python bench/run.py --long-seeds 6   # the 2-4 min case on six seeds (its spread)
+    python bench/run.py --goals    # only the rows of issue 13, each beside its goal (about 5 minutes)
 
 Each case runs the real CLI (and bench/naive.py) as a child process against a sandbox served
 from this process, and prints ratios, not absolute times: create-rate utilisation and makespan
@@ -148,6 +149,67 @@ def big_video(size_mb: int) -> dict[str, float]:
     return figures
 
 
+def makespan(who: str, seed: int, n: int = 100) -> tuple[float, float]:
+    """(wall seconds, lower bound) of n items at a cap of 10/2s with generations of 1-3 s. The
+    lower bound: every create at the cap's pace, each task ending its generation after it."""
+    settings = SandboxSettings(api_key=KEY, rate=Rate(10, 2), gen_time=(1, 3), video_bytes=64 * 1024, seed=seed)
+    with tempfile.TemporaryDirectory() as tmp, SandboxThread(settings) as sandbox:
+        env = {**os.environ, "KIE_API_KEY": KEY, "KIE_BASE_URL": sandbox.base_url}
+        m, out = manifest(Path(tmp) / "m.yaml", n), Path(tmp) / "out"
+        argv = ([sys.executable, "-m", "batch_engine", "run", str(m), "--out", str(out), "-q", "--rate", "10/2s"]
+                if who == "engine" else [sys.executable, str(ROOT / "bench" / "naive.py"), str(m), str(out)])
+        wall = child(argv, env)[0]
+        ordered = sorted(sandbox.tasks.values(), key=lambda task: task.created)
+        return wall, max(i * 0.2 + task.duration for i, task in enumerate(ordered))
+
+
+def callback_polls(n: int = 50) -> float:
+    """Polls per task when every task's end comes as a (signed) callback, confirmed by one poll."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = SandboxSettings(api_key=KEY, rate=Rate(200, 1), gen_time=(2, 4), video_bytes=8 * 1024,
+                               webhook_key="bench-hook", duplicate_callbacks=0.3)
+    with tempfile.TemporaryDirectory() as tmp, SandboxThread(settings) as sandbox:
+        env = {**os.environ, "KIE_API_KEY": KEY, "KIE_BASE_URL": sandbox.base_url, "KIE_WEBHOOK_HMAC_KEY": "bench-hook"}
+        m, out = manifest(Path(tmp) / "m.yaml", n), Path(tmp) / "out"
+        child([sys.executable, "-m", "batch_engine", "run", str(m), "--out", str(out), "-q", "--rate", "200/1s",
+               "--callback-url", f"http://127.0.0.1:{port}/cb", "--listen", f"127.0.0.1:{port}"], env)
+        return sandbox.stats.polls / n
+
+
+def goals() -> None:
+    """Issue 13's rows, each beside its goal, measured in this run (the naive script too)."""
+    rows: list[tuple[str, str, str]] = []
+    print("... CPU per item, 3,000 items", file=sys.stderr, flush=True)
+    r = measure("scale 3000", "engine", SandboxSettings(api_key=KEY, rate=Rate(5000, 1), gen_time=(0.05, 0.3),
+                video_bytes=8 * 1024), 3000, ["--rate", "5000/1s", "--poll-rate", "5000"], Rate(5000, 1))
+    rows.append(("engine CPU per item, 3,000 items, generations 0.05-0.3 s", f"{r.cpu_ms_per_item:.2f} ms", "< 1 ms"))
+    print("... makespan", file=sys.stderr, flush=True)
+    for who in ("engine", "naive"):
+        ratios = [wall / bound for wall, bound in (makespan(who, seed) for seed in range(2))]
+        rows.append((f"makespan, 100 items at 10/2s, generations 1-3 s, vs the lower bound ({who}, 2 seeds)",
+                     ", ".join(f"{x:.3f}x" for x in ratios), "<= 1.05x" if who == "engine" else "-"))
+    print("... 50 tasks of 2-4 min", file=sys.stderr, flush=True)
+    r = measure("50 x 2-4 min", "engine", SandboxSettings(api_key=KEY, rate=Rate(200, 2), gen_time=(24, 48),
+                video_bytes=64 * 1024), 50, ["--rate", "200/2s", "--time-scale", "0.2"], Rate(200, 2), time_scale=0.2)
+    rows.append(("50 tasks of 2-4 min started together (x0.2 clock): polls per task, in target",
+                 f"{r.polls_per_task:.2f}, {(r.in_target or 0) * 100:.0f}%", "<= 4, 100%"))
+    print("... callbacks", file=sys.stderr, flush=True)
+    rows.append(("polls per task with signed callbacks (30% sent twice)", f"{callback_polls():.2f}", "<= 1.1"))
+    print("... ledger of 100,000 items", file=sys.stderr, flush=True)
+    f = ledger_load(100_000)
+    rows.append(("ledger of 100,000 items: retry load and resume", f"{f['retry (resume)']:.2f} s, "
+                 f"{f['retry (resume) MB']:.0f} MB", "< 1 s, < 120 MB"))
+    rows.append(("ledger of 100,000 items: status --json", f"{f['status --json']:.2f} s, "
+                 f"{f['status --json MB']:.0f} MB", "< 1 s, < 100 MB"))
+    print(f"batch-engine goals, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores\n")
+    width = max(len(row[0]) for row in rows)
+    for what, measured, goal in rows:
+        print(f"{what.ljust(width)}  {measured.ljust(22)}  goal {goal}")
+
+
 def show(results: list[Result]) -> None:
     head = ("case", "who", "items", "use of cap", "429 share", "polls/task", "makespan/LB", "creates/LB",
             "notice max", "notice mean", "in target", "CPU ms/item", "peak MB")
@@ -168,7 +230,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--long-seeds", type=int, default=1, metavar="K",
                         help="run the 2-4 min case on K differently seeded sandboxes (its spread)")
+    parser.add_argument("--goals", action="store_true", help="only issue 13's rows, each beside its goal")
     args = parser.parse_args()
+    if args.goals:
+        goals()
+        return
     n = 100 if args.quick else 200
     cases = [
         ("told cap, sliding", SandboxSettings(api_key=KEY, rate=Rate(10, 2), gen_time=(3, 6), video_bytes=64 * 1024),
