@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -31,7 +30,7 @@ from batch_engine.config import (DEFAULT_BASE_URL, DEFAULT_UPLOAD_URL, Config, P
 from batch_engine.pipeline.context import RunStats
 from batch_engine.pipeline.engine import Run, Watch, run_plan
 from batch_engine.pipeline.plan import Plan, plan_manifest
-from batch_engine.states import State
+from batch_engine.states import State, state_counts
 from batch_engine.store.folder import file_sizes
 from batch_engine.store.ledger import Item, Ledger
 
@@ -57,8 +56,7 @@ class BatchResult:
 
     @property
     def counts(self) -> dict[str, int]:
-        found = Counter(item.state for item in self.items)
-        return {str(state): found.get(state, 0) for state in State}
+        return state_counts(item.state for item in self.items)
 
     @property
     def failures(self) -> list[Item]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from enum import StrEnum
+from typing import Iterable
 
 
 class State(StrEnum):
@@ -33,3 +35,9 @@ class IllegalTransition(RuntimeError):
 def check_transition(item_id: str, old: State, new: State) -> None:
     if new not in _ALLOWED[old]:
         raise IllegalTransition(f"item {item_id!r}: {old} -> {new} is not allowed")
+
+
+def state_counts(states: Iterable[State]) -> dict[str, int]:
+    """How many of each state, every state named (scripts read `counts` from status --json)."""
+    found = Counter(states)
+    return {str(state): found.get(state, 0) for state in State}

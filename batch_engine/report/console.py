@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from batch_engine.pipeline.plan import Step
-from batch_engine.states import State
+from batch_engine.states import State, state_counts
 from batch_engine.store.ledger import Item
 from batch_engine.text import clean
 
@@ -21,8 +21,7 @@ if TYPE_CHECKING:
 
 
 def counts(items: Iterable[Item]) -> dict[str, int]:
-    found = Counter(item.state for item in items)
-    return {str(state): found.get(state, 0) for state in State}
+    return state_counts(item.state for item in items)
 
 
 def failure_text(item: Item, secrets: tuple[str, ...] = ()) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import statistics
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -15,16 +15,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from batch_engine.report.console import failure_text
+from batch_engine.report.console import counts, failure_text
 from batch_engine.report.html import generation_seconds, parse_time
 from batch_engine.states import State
 from batch_engine.store.item import Item
 from batch_engine.text import clean
 
 
-def counts(items: Iterable[Item]) -> dict[str, int]:
-    found = Counter(item.state for item in items)
-    return {str(state): found.get(state, 0) for state in State}
 
 
 def status_json(out_dir: Path, items: Iterable[Item], secrets: tuple[str, ...] = ()) -> dict[str, Any]:
