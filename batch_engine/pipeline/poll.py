@@ -68,10 +68,6 @@ class Poller:
         return (f"<Poller tracked={len(self._tracked)} heap={len(self._heap)} due_queue={self._due.qsize()} "
                 f"next_in={due if due is None else round(due, 2)} {self.schedule!r} {self.gate!r}>")
 
-    @property
-    def pace(self):  # the poll rate and its pauses (tests and the summary read it)
-        return self.gate.pace
-
     def track(self, item: Item, delay: float | None = None) -> None:
         """Follow `item`'s task; look at it after `delay` seconds, or when the schedule says."""
         tracked = self._tracked.get(item.id)

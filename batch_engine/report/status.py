@@ -24,11 +24,6 @@ from batch_engine.text import clean
 
 
 
-def status_json(out_dir: Path, items: Iterable[Item], secrets: tuple[str, ...] = ()) -> dict[str, Any]:
-    items = list(items)
-    return {"items": list(status_rows(out_dir, items, secrets)), "counts": counts(items)}
-
-
 def status_rows(out_dir: Path, items: Iterable[Item], secrets: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
     """One row a item, made as it is written (status --json streams them)."""
     folder = os.path.abspath(out_dir)
