@@ -107,7 +107,11 @@ class KieClient:
         """Stream a local file to kie's upload host; its downloadUrl (valid about three days)."""
         assert self._api is not None, "use KieClient as an async context manager"
         try:
-            with open(path, "rb") as file:
+            file = open(path, "rb")
+        except OSError as e:
+            raise Rejected(f"cannot read {path.name}: {e.strerror or e}", code="unreadable") from None
+        try:
+            with file:
                 form = aiohttp.FormData()
                 form.add_field("file", file, filename=name)
                 form.add_field("uploadPath", "batch-engine")
@@ -116,11 +120,7 @@ class KieClient:
                                           headers=self._auth, allow_redirects=False) as resp:
                     body = _json(await _read_capped(resp, MAX_ANSWER))
                     status = resp.status
-        except OSError as e:
-            raise Rejected(f"cannot read {path.name}: {e.strerror or e}", code="unreadable") from None
-        except aiohttp.ClientError as e:
-            raise Transient(f"no answer from the upload host ({type(e).__name__})", code="no_answer") from None
-        except (asyncio.TimeoutError, ValueError) as e:
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:  # ClientConnectorError is an OSError too
             raise Transient(f"no answer from the upload host ({type(e).__name__})", code="no_answer") from None
         error = classify(status, body)
         if error is not None:
