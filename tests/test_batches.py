@@ -8,7 +8,6 @@ import json
 import logging
 
 import pytest
-import yaml
 
 from batch_engine import BatchInputError, run_batch, run_batch_async
 from batch_engine.catalog.select import shard_of
@@ -117,4 +116,3 @@ def test_the_library_call_runs_inside_a_running_loop(serve, tmp_path):
                                        base_url=served.sandbox.base_url, rate="200/1s", shard=(1, 1))
         return result.counts["succeeded"]
     assert asyncio.run(inside()) == 2
-    assert yaml.safe_load(manifest.read_text())["items"]

@@ -59,6 +59,7 @@ def test_the_panel_in_a_terminal_and_a_clean_exit_on_cancel(tmp_path):
             await task
         except asyncio.CancelledError:
             pass
+    text.seek(0)
     text.truncate(0)
     asyncio.run(draw_then_interrupt())
     assert "\x1b[?25h" in text.getvalue(), "the cursor is shown again after a Ctrl-C"
