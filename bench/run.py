@@ -112,23 +112,31 @@ def measure(case: str, who: str, settings: SandboxSettings, n: int, engine_args:
                       cpu / n * 1000, rss, failed)
 
 
+def make_ledger(out: Path, n: int) -> None:
+    """A ledger of `n` succeeded items in `out`, with their (tiny) videos."""
+    from batch_engine.states import State
+    from batch_engine.store.ledger import Item, Ledger, now_iso
+
+    with Ledger(out) as ledger:  # every field a real run writes, as it writes them
+        for i in range(n):
+            item = ledger.add(Item(id=f"sku-{i:06d}", request={"model": "hailuo/02-image-to-video-pro", "input": {
+                "prompt": f"Product {i} turns slowly on a white turntable, soft studio light",
+                "image_url": f"https://cdn.example.com/catalog/{i}.jpg", "end_image_url": "",
+                "prompt_optimizer": True}}, fingerprint=f"{i:016x}"))
+            ledger.advance(item, State.SUBMITTING, attempts=1, submitted_at=now_iso())
+            ledger.advance(item, State.RUNNING, task_id=f"{i:032x}", provider_state="created", submitted_at=now_iso())
+            ledger.advance(item, State.DOWNLOADING, provider_state="success",
+                           result_url=f"https://tempfile.example.com/{i:032x}.mp4", credits=12.5)
+            ledger.advance(item, State.SUCCEEDED, video=f"sku-{i:06d}.mp4", bytes=4, sha256=f"{i:064x}",
+                           finished_at=now_iso())
+            (out / f"sku-{i:06d}.mp4").write_bytes(b"\0\0\0\0")
+
+
 def ledger_load(n: int) -> dict[str, float]:
     """A ledger of `n` succeeded items: how long `status` and a resuming `retry` take (whole process)."""
-    from batch_engine.store.ledger import Item, Ledger
-    from batch_engine.states import State
-
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        with Ledger(out) as ledger:
-            for i in range(n):
-                item = ledger.add(Item(id=f"item-{i:06d}", request={"model": "m", "input": {
-                    "prompt": f"Product {i} turns slowly", "image_url": f"https://cdn.example.com/{i}.jpg"}},
-                    fingerprint=f"{i:016x}"))
-                ledger.advance(item, State.SUBMITTING, attempts=1)
-                ledger.advance(item, State.RUNNING, task_id=f"task-{i}")
-                ledger.advance(item, State.DOWNLOADING, result_url=f"https://files.example/{i}.mp4")
-                ledger.advance(item, State.SUCCEEDED, video=f"item-{i:06d}.mp4", bytes=4, sha256="0" * 64)
-                (out / f"item-{i:06d}.mp4").write_bytes(b"\0\0\0\0")
+        make_ledger(out, n)
         env = {**os.environ, "KIE_API_KEY": KEY, "KIE_BASE_URL": "http://127.0.0.1:9"}
         figures = {}
         for name, argv in (("status --json", ["status", str(out), "--json"]), ("retry (resume)", ["retry", str(out), "-q"])):

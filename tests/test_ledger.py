@@ -89,6 +89,43 @@ def test_the_fast_id_check_never_accepts_what_the_full_rules_refuse(text):
     """Ledger loading accepts plain ids by a regular expression; anything it accepts, the
     manifest's full id rules accept too."""
     from batch_engine.ids import unsafe_id_reason
-    from batch_engine.store.item import _PLAIN_ID
-    if _PLAIN_ID.fullmatch(text):
+    from batch_engine.store.item import PLAIN_ID
+    if PLAIN_ID.fullmatch(text):
         assert unsafe_id_reason(text) is None
+
+
+_WHOLE = {"request": {"model": "m", "input": {}}, "fingerprint": "f", "state": "running", "task_id": "t",
+          "attempts": 1, "created_at": "2026-11-30T00:00:00.000+00:00", "updated_at": "2026-11-30T00:00:00.000+00:00"}
+_CHANGES = [{"state": "downloading", "result_url": "https://x/v.mp4", "credits": 12.5},
+            {"state": "succeeded", "bytes": 10, "sha256": "ab", "finished_at": "2026-11-30T00:01:00+00:00"},
+            {"state": "failed", "fail_code": "501", "fail_msg": "no\x1b[31m", "retryable": False},
+            {"state": "pending", "task_id": None, "provider_state": None}]
+_DAMAGE = [{"state": "teleported"}, {"bytes": "10"}, {"attempts": True}, {"credits": "x"},
+           {"fail_msg": 5}, {"history": {}}, {"retryable": 1}, {"id": "../up"}, {"id": 7}]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("abcde"), st.sampled_from(["whole", "change", "damage", "blank", "junk"]),
+                          st.integers(0, 8)), max_size=25),
+       st.booleans())
+def test_status_reads_what_a_run_reads(tmp_path_factory, lines, torn):
+    """status streams the ledger (`read_briefs`) instead of replaying it: for any mix of whole
+    records, change lines, damaged lines, blank lines and junk, it shows exactly the items a run
+    loads, each once, with the same fields."""
+    from batch_engine.store.briefs import SHOWN, read_briefs
+    folder = tmp_path_factory.mktemp("ledger")
+    text = []
+    for item_id, kind, n in lines:
+        record = {"id": item_id, **_WHOLE} if kind == "whole" else {"id": item_id, **_CHANGES[n % 4]}
+        if kind == "damage":
+            record = {**record, **_DAMAGE[n]}
+        if kind == "change" and n == 8:
+            record["video"] = f"{item_id}.mp4"
+        text.append("" if kind == "blank" else "{not json" if kind == "junk" else json.dumps(record))
+    body = "\n".join(text) + ("" if torn else "\n")
+    (folder / LEDGER_NAME).write_text(body)
+    expected = {item_id: {name: str(item.state) if name == "state" else getattr(item, name) for name in SHOWN}
+                for item_id, item in read_items(folder).items()}
+    briefs = list(read_briefs(folder))
+    assert len({b.id for b in briefs}) == len(briefs)
+    assert {b.id: {name: getattr(b, name) for name in SHOWN} for b in briefs} == expected

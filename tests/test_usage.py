@@ -43,3 +43,25 @@ def test_16_a_busy_listen_port_exits_2_before_any_request(hostile, tmp_path):
     assert done.returncode == 2, done.stderr
     assert "cannot listen for callbacks" in done.stderr and "nothing was sent" in done.stderr
     assert not h.creates
+
+
+def test_status_into_a_pipe_closed_early_ends_quietly(tmp_path):
+    """`status --json | head`: the reader leaves early; no traceback, no internal error, the
+    shell's code for a closed pipe (141)."""
+    import subprocess
+    import sys
+
+    from batch_engine.store.ledger import Item, Ledger
+    with Ledger(tmp_path) as ledger:
+        for n in range(3000):  # about 1 MB of rows: more than a pipe holds
+            ledger.add(Item(id=f"sku-{n:05d}", request={"model": "m", "input": {}}, fingerprint="f"))
+    proc = subprocess.Popen([sys.executable, "-m", "batch_engine", "status", str(tmp_path), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.read(100).startswith(b'{"items": [')
+    proc.stdout.close()
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 141, err
+    assert b"Traceback" not in err and b"internal error" not in err and b"Exception" not in err

@@ -11,7 +11,9 @@ import argparse
 import faulthandler
 import importlib
 import logging
+import os
 import signal
+import sys
 from typing import Callable
 
 from rich.console import Console
@@ -19,7 +21,7 @@ from rich.markup import escape
 
 from batch_engine import logs
 from batch_engine.version import __version__
-from batch_engine.cli.common import BAD_INPUT, INTERRUPTED, SOME_FAILED, UsageError
+from batch_engine.cli.common import BAD_INPUT, CLOSED_PIPE, INTERRUPTED, SOME_FAILED, UsageError
 from batch_engine.sandbox.command import add_arguments as add_sandbox_arguments
 
 log = logging.getLogger("batch_engine")
@@ -40,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         console.print("[yellow]interrupted[/]: the ledger holds everything done so far; "
                       "run the same command again to resume")
         return INTERRUPTED
+    except BrokenPipeError:  # `status --json | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return CLOSED_PIPE
     except Exception as e:  # a bug: say so plainly, keep the details in the log
         log.debug("internal error", exc_info=True)
         console.print(f"[red]internal error:[/] {type(e).__name__}: {e}. The ledger holds everything "

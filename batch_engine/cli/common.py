@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 OK, SOME_FAILED, BAD_INPUT, REFUSED, INTERRUPTED = 0, 1, 2, 3, 130
+CLOSED_PIPE = 141  # 128 + SIGPIPE, as the shell reports a tool stopped by a closed pipe
 
 
 class UsageError(Exception):

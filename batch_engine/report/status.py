@@ -18,23 +18,27 @@ from rich.table import Table
 from batch_engine.report.console import counts, failure_text
 from batch_engine.report.html import generation_seconds, parse_time
 from batch_engine.states import State
+from batch_engine.store.briefs import SHOWN, Brief
 from batch_engine.store.item import Item
 from batch_engine.text import clean
 
 
+def status_rows(out_dir: Path, briefs: Iterable[Brief], secrets: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+    """One row an item, made as it is written (status --json streams them). A video is named
+    only when the item succeeded (a record's video is checked on reading: always `<id>.mp4`)."""
+    folder = os.path.join(os.path.abspath(out_dir), "")
+    for b in briefs:
+        yield {"id": b.id, "state": b.state, "task_id": b.task_id, "fail_code": b.fail_code,
+               "fail_msg": clean(b.fail_msg, secrets) if b.fail_msg is not None else None,
+               "video": folder + b.video if b.video and b.state == State.SUCCEEDED else None,
+               "bytes": b.bytes, "sha256": b.sha256, "attempts": b.attempts or 0, "retryable": b.retryable,
+               "credits": b.credits, "provider_state": b.provider_state, "updated_at": b.updated_at}
 
 
-def status_rows(out_dir: Path, items: Iterable[Item], secrets: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
-    """One row a item, made as it is written (status --json streams them)."""
-    folder = os.path.abspath(out_dir)
-    return ({"id": item.id, "state": str(item.state), "task_id": item.task_id,
-             "fail_code": item.fail_code,
-             "fail_msg": clean(item.fail_msg, secrets) if item.fail_msg is not None else None,
-             "video": os.path.join(folder, item.video) if item.video and item.state is State.SUCCEEDED else None,
-             "bytes": item.bytes, "sha256": item.sha256, "attempts": item.attempts,
-             "retryable": item.retryable, "credits": item.credits,
-             "provider_state": item.provider_state, "updated_at": item.updated_at}
-            for item in items)
+def as_items(briefs: Iterable[Brief]) -> list[Item]:
+    """Items for the view (its helpers take Items), without their createTask bodies."""
+    return [Item.from_dict({**{name: getattr(brief, name) for name in SHOWN}, "attempts": brief.attempts or 0,
+                            "request": {}, "fingerprint": ""}) for brief in briefs]
 
 
 def status_view(out_dir: Path, items: Iterable[Item], console: Console, *, limit: int = 100,

@@ -46,10 +46,10 @@ class FolderUnusable(LedgerError):
     """The output folder or its ledger cannot be opened (nothing was sent)."""
 
 
-def read_items(out_dir: Path, *, keep_request: bool = True) -> dict[str, Item]:
-    """Replay the ledger in `out_dir` (read-only, no lock); unreadable records are left out.
-    `keep_request=False`: without the createTask bodies (status needs none of them)."""
-    return _load(out_dir, keep_request=keep_request).items
+def read_items(out_dir: Path) -> dict[str, Item]:
+    """Replay the ledger in `out_dir` (read-only, no lock); unreadable records are left out."""
+    return _load(out_dir).items
+
 
 
 def read_ledger(out_dir: Path) -> Replayed:
@@ -57,12 +57,12 @@ def read_ledger(out_dir: Path) -> Replayed:
     return _load(out_dir)
 
 
-def _load(out_dir: Path, *, keep_request: bool = True) -> Replayed:
+def _load(out_dir: Path) -> Replayed:
     path = out_dir / LEDGER_NAME
     try:
         if stat.S_ISLNK(os.lstat(path).st_mode):
             raise LedgerError(f"{path} is a symbolic link; the ledger must be a file of its own")
-        loaded = replay(lambda: open(path, "rb", buffering=1024 * 1024), keep_request=keep_request)
+        loaded = replay(lambda: open(path, "rb", buffering=0))
     except FileNotFoundError:
         return Replayed()
     except OSError as e:
