@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -32,7 +33,7 @@ from batch_engine.pipeline.engine import Run, Watch, run_plan
 from batch_engine.pipeline.plan import Plan, plan_manifest
 from batch_engine.states import State, state_counts
 from batch_engine.store.folder import file_sizes
-from batch_engine.store.ledger import Item, Ledger
+from batch_engine.store.ledger import Item, Ledger, Resting
 
 OK, SOME_FAILED, REFUSED = 0, 1, 3
 
@@ -48,25 +49,32 @@ class BatchInputError(ValueError):
 @dataclass(frozen=True)
 class BatchResult:
     out_dir: Path
-    items: tuple[Item, ...]            # the items of this run, as the ledger has them now
+    items: tuple[Item | Resting, ...]  # the items of this run, as the ledger has them now; those
+                                       # it left alone that had succeeded are `Resting` (id, state,
+                                       # video, bytes...): `read_items(out_dir)` has every field
     stats: RunStats
     refused: int | None = None         # the code when the provider refused the account
     left_by_budget: frozenset[str] = frozenset()  # ids left pending: --max-tasks was spent
     rate: str = ""                     # the create cap the run was told, N/Ws
 
-    @property
+    # worked out once (a result is read several times: the summary, summary.json, the exit code)
+    @cached_property
     def counts(self) -> dict[str, int]:
         return state_counts(item.state for item in self.items)
 
-    @property
+    @cached_property
     def failures(self) -> list[Item]:
-        return [item for item in self.items if item.state is State.FAILED]
+        return [item for item in self.items if item.state is State.FAILED]  # type: ignore[misc]
 
-    @property
+    @cached_property
     def ok(self) -> bool:
         """Every item succeeded (or waits for the next run's budget), nothing refused or damaged."""
-        return self.refused is None and not self.stats.damaged and all(
-            item.state is State.SUCCEEDED or item.id in self.left_by_budget for item in self.items)
+        if self.refused is not None or self.stats.damaged:
+            return False
+        counts = self.counts
+        unfinished = len(self.items) - counts[State.SUCCEEDED]
+        return unfinished == 0 or unfinished == sum(
+            1 for item in self.items if item.state is not State.SUCCEEDED and item.id in self.left_by_budget)
 
     @property
     def exit_code(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from batch_engine.catalog.manifest import ItemSpec, fingerprint
-from batch_engine.pipeline.plan import Step, plan_manifest, plan_retry, recent_creates
+from batch_engine.pipeline.plan import Step, changed_fields, plan_manifest, plan_retry, recent_creates
 from batch_engine.states import State
 from batch_engine.store.ledger import Item
 
@@ -37,7 +37,8 @@ def test_every_state_maps_to_one_step():
                      "sku-8": Step.KEEP_FAILED, "sku-9": Step.REMAKE, "sku-10": Step.NEW}
     assert [d.item_id for d in plan.decisions] == [s.id for s in specs], "manifest order"
     remake = next(d for d in plan.decisions if d.step is Step.REMAKE)
-    assert remake.changed == ("prompt",) and remake.request == specs[8].request()
+    assert changed_fields(known["sku-9"].request, remake.request) == ("prompt",)
+    assert remake.request == specs[8].request()
     assert plan.creates == 5  # 1, 2, 7, 9, 10 may each send a create
     assert plan.counts()[Step.SKIP] == 1
 
@@ -71,3 +72,9 @@ def test_recent_creates_counts_only_the_current_window():
              item(3, State.RUNNING, attempts=1, submitted_at=at(30)),
              item(4, State.PENDING)]
     assert recent_creates(items, now.timestamp(), 10.0) == [3.0, 0.0]
+    ours = lambda seconds: (now - timedelta(seconds=seconds)).isoformat(timespec="milliseconds")  # noqa: E731
+    items = [item(1, State.RUNNING, attempts=1, submitted_at=ours(9.5)),   # as the engine writes
+             item(2, State.RUNNING, attempts=1, submitted_at=ours(10.5)),  # times: compared as text
+             item(3, State.RUNNING, attempts=1, submitted_at=ours(11.5)),
+             item(4, State.RUNNING, attempts=1, submitted_at=ours(3600))]
+    assert recent_creates(items, now.timestamp(), 10.0) == [9.5]

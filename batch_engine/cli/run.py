@@ -68,7 +68,7 @@ def cmd_redo(args: argparse.Namespace, console: Console) -> int:
     ids, stop = check_redo(args, console)
     if stop is not None:
         return stop
-    return _execute(args, console, lambda ledger: plan_redo(ledger.items, ids, args.prompt))
+    return _execute(args, console, lambda ledger: plan_redo(ledger.thawed(ids), ids, args.prompt))
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:

@@ -17,7 +17,7 @@ from batch_engine.config import Config
 from batch_engine.errors import AccountRefused
 from batch_engine.pacing.create_gate import CreateGate
 from batch_engine.states import State
-from batch_engine.store.ledger import Item, Ledger
+from batch_engine.store.ledger import Item, Ledger, Resting
 
 if TYPE_CHECKING:
     from batch_engine.provider.client import KieClient
@@ -57,7 +57,7 @@ class Context:
         self.client = client
         self.gate = gate or CreateGate(config.rate)
         self.stats = RunStats()
-        self.items: list[Item] = []            # the items this run is about
+        self.items: list[Item | Resting] = []  # the items this run is about (untouched succeeded ones at rest)
         self.refused: AccountRefused | None = None  # the account refusal that stopped creates
         self.budget = config.max_tasks         # creates this run may still send (None: no limit)
         self.left_by_budget: set[str] = set()  # ids left pending because the budget was spent
@@ -73,7 +73,7 @@ class Context:
         return (f"<Context {self.config.out_dir} items={len(self.items)} outstanding={self._outstanding} "
                 f"refused={self.refused and self.refused.code} {self.stats}>")
 
-    def track(self, items: list[Item]) -> None:
+    def track(self, items: list[Item | Resting]) -> None:
         """The items this run is about; their counts per state follow every ledger change."""
         self.items.extend(items)
         self._ids.update(item.id for item in items)

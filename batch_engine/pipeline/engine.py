@@ -23,7 +23,7 @@ from batch_engine.config import Config
 from batch_engine.errors import AccountRefused, KieError
 from batch_engine.pipeline.context import Context, RunStats
 from batch_engine.pipeline.download import Downloader
-from batch_engine.pipeline.plan import Plan, Step, recent_creates
+from batch_engine.pipeline.plan import Decision, Plan, Step, changed_fields, recent_creates
 from batch_engine.pipeline.poll import Poller
 from batch_engine.pipeline.submit import Submitter
 from batch_engine.pipeline.upload import Uploader
@@ -31,7 +31,7 @@ from batch_engine.provider.callbacks import CallbackReceiver
 from batch_engine.provider.client import KieClient
 from batch_engine.states import State
 from batch_engine.store.folder import set_aside
-from batch_engine.store.ledger import Item, Ledger, LedgerError
+from batch_engine.store.ledger import Item, Ledger, LedgerError, Resting
 from batch_engine.store.uploads import UploadBook
 
 log = logging.getLogger(__name__)
@@ -64,13 +64,14 @@ class Run:
     items = property(lambda self: self.ctx.items)
     refused = property(lambda self: self.ctx.refused)
 
-    def start(self, items: list[Item]) -> None:
+    def start(self, items: list[Item | Resting]) -> None:
         """Queue each item at the stage its state says (after `apply_plan`)."""
         self.ctx.gate.seed(recent_creates(items, time.time(), self.ctx.config.rate.window))
         self.ctx.track(items)
         for item in items:
             if item.state in (State.SUCCEEDED, State.FAILED):
                 continue
+            assert isinstance(item, Item)  # only succeeded items are at rest
             self.ctx.expect(item)
             if item.state in (State.PENDING, State.SUBMITTING):
                 self.submitter.enqueue(item)
@@ -139,57 +140,64 @@ class Run:
         return item is not None
 
 
-def apply_plan(ledger: Ledger, plan: Plan, stats: RunStats) -> list[Item]:
+def apply_plan(ledger: Ledger, plan: Plan, stats: RunStats) -> list[Item | Resting]:
     """Record what the plan decided, before any request: new items added, edited ones reset
     (their old video set aside), lost videos and `retry`'s failures put back to work. Returns
-    the plan's items in its order."""
-    items = []
+    the plan's items in its order (those it leaves alone may be at rest)."""
+    items: list[Item | Resting] = []
     for decision in plan.decisions:
-        item = ledger.items.get(decision.item_id)
         step = decision.step
-        if step is Step.DAMAGED:
+        if step in _LEFT_AS_THEY_ARE:
+            items.append(ledger.items[decision.item_id])
+            continue
+        if step is Step.NEW:
+            items.append(ledger.add(Item(id=decision.item_id, request=decision.request or {},
+                                         fingerprint=decision.fingerprint or "")))
+            continue
+        item = ledger.thaw(decision.item_id) if step is not Step.DAMAGED else None
+        if item is None:  # damaged: in the ledger as loaded, or its line at rest turned out so
             stats.damaged += 1
             log.warning("item %s: its records in the ledger cannot be read (%s); it is left alone "
                         "(nothing is created for it): fix or remove those lines", decision.item_id,
                         ledger.damaged.get(decision.item_id, "damaged"))
             continue
-        if step is Step.NEW:
-            item = ledger.add(Item(id=decision.item_id, request=decision.request or {},
-                                   fingerprint=decision.fingerprint or ""))
-        elif step is Step.REMAKE:
-            assert item is not None
-            stats.changed += 1
-            set_aside(ledger.out_dir, item.id, item.task_id, item.sha256)
-            log.warning("item %s: changed in the manifest since the last run (%s); it will be "
-                        "made again", item.id, ", ".join(decision.changed))
-            ledger.advance(item, State.PENDING, request=decision.request, fingerprint=decision.fingerprint,
-                           task_id=None, provider_state=None, result_url=None, video=None, bytes=None,
-                           sha256=None, fail_code=None, fail_msg=None, finished_at=None)
-        elif step in (Step.REFETCH, Step.RECREATE):
-            assert item is not None
-            log.warning("item %s: its video is missing or damaged; fetching it again", item.id)
-            ledger.advance(item, State.DOWNLOADING if step is Step.REFETCH else State.PENDING)
-        elif step is Step.REDO:
-            assert item is not None
-            set_aside(ledger.out_dir, item.id, item.task_id, item.sha256)
-            earlier = {"task_id": item.task_id, "sha256": item.sha256, "finished_at": item.finished_at,
-                       "prompt": item.request.get("input", {}).get("prompt"), "credits": item.credits}
-            ledger.advance(item, State.PENDING, request=decision.request, fingerprint=decision.fingerprint,
-                           history=[*(item.history or []), earlier], task_id=None, provider_state=None,
-                           result_url=None, video=None, bytes=None, sha256=None, credits=None,
-                           finished_at=None)
-        elif step is Step.REOPEN_DOWNLOAD:
-            assert item is not None
-            ledger.advance(item, State.DOWNLOADING, fail_code=None, fail_msg=None, retryable=None)
-        elif step is Step.REREAD:
-            assert item is not None
-            ledger.advance(item, State.RUNNING, fail_code=None, fail_msg=None, retryable=None)
-        elif step is Step.REOPEN_CREATE:
-            assert item is not None
-            ledger.advance(item, State.PENDING, task_id=None, provider_state=None, retryable=None)
-        assert item is not None
+        _apply_step(ledger, item, decision, stats)
         items.append(item)
     return items
+
+
+_LEFT_AS_THEY_ARE = frozenset({Step.SKIP, Step.KEEP_FAILED, Step.CREATE, Step.POLL, Step.DOWNLOAD})
+
+
+def _apply_step(ledger: Ledger, item: Item, decision: Decision, stats: RunStats) -> None:
+    """What a step changes in the ledger before the run starts (the steps that change nothing
+    are not sent here)."""
+    step = decision.step
+    if step is Step.REMAKE:
+        stats.changed += 1
+        set_aside(ledger.out_dir, item.id, item.task_id, item.sha256)
+        log.warning("item %s: changed in the manifest since the last run (%s); it will be "
+                    "made again", item.id, ", ".join(changed_fields(item.request, decision.request or {})))
+        ledger.advance(item, State.PENDING, request=decision.request, fingerprint=decision.fingerprint,
+                       task_id=None, provider_state=None, result_url=None, video=None, bytes=None,
+                       sha256=None, fail_code=None, fail_msg=None, finished_at=None)
+    elif step in (Step.REFETCH, Step.RECREATE):
+        log.warning("item %s: its video is missing or damaged; fetching it again", item.id)
+        ledger.advance(item, State.DOWNLOADING if step is Step.REFETCH else State.PENDING)
+    elif step is Step.REDO:
+        set_aside(ledger.out_dir, item.id, item.task_id, item.sha256)
+        earlier = {"task_id": item.task_id, "sha256": item.sha256, "finished_at": item.finished_at,
+                   "prompt": item.request.get("input", {}).get("prompt"), "credits": item.credits}
+        ledger.advance(item, State.PENDING, request=decision.request, fingerprint=decision.fingerprint,
+                       history=[*(item.history or []), earlier], task_id=None, provider_state=None,
+                       result_url=None, video=None, bytes=None, sha256=None, credits=None,
+                       finished_at=None)
+    elif step is Step.REOPEN_DOWNLOAD:
+        ledger.advance(item, State.DOWNLOADING, fail_code=None, fail_msg=None, retryable=None)
+    elif step is Step.REREAD:
+        ledger.advance(item, State.RUNNING, fail_code=None, fail_msg=None, retryable=None)
+    elif step is Step.REOPEN_CREATE:
+        ledger.advance(item, State.PENDING, task_id=None, provider_state=None, retryable=None)
 
 
 async def run_plan(config: Config, ledger: Ledger, make_plan: Callable[[], Plan], *,

@@ -15,15 +15,13 @@ import gc
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import BinaryIO, Iterator
 
 import msgspec
 import orjson
 from msgspec import UNSET, UnsetType
 
-from batch_engine.ids import unsafe_id_reason
-from batch_engine.store.item import PLAIN_ID, STATE_OF
-from batch_engine.store.replay import lines_in_blocks
+from batch_engine.store.lines import Decoded, id_of, problem
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +60,13 @@ class _Id(msgspec.Struct):
     id: str
 
 
-_decode_ids = msgspec.json.Decoder(list[_Id]).decode
-_decode_briefs = msgspec.json.Decoder(list[Brief]).decode
-_decode_brief = msgspec.json.Decoder(Brief).decode
-
-
 def read_briefs(out_dir: Path) -> Iterator[Brief]:
     """Every usable item of the ledger in `out_dir`, each once, with its latest fields (read-only,
     no lock: a run may be going on). The first pass is made before this returns: OSError here
     when the ledger cannot be read."""
     path = out_dir / "ledger.jsonl"
     with open(path, "rb", buffering=0) as file:
-        left = Counter(brief.id for _, brief, _ in _decoded(file, _decode_ids, _Id) if isinstance(brief, _Id))
+        left = Counter(record.id for _, _, record, _ in Decoded(file, _Id) if isinstance(record, _Id))
     return _second_pass(open(path, "rb", buffering=0), left)
 
 
@@ -82,19 +75,19 @@ def _second_pass(file: BinaryIO, left: Counter[str]) -> Iterator[Brief]:
     gc.disable()  # nothing read here makes a cycle; the collector's passes would find nothing
     try:
         with file:
-            yield from _fold(_decoded(file, _decode_briefs, Brief), left)
+            yield from _fold(iter(Decoded(file, Brief)), left)
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _fold(decoded: Iterator[tuple[int, Brief | str, bytes]], left: Counter[str]) -> Iterator[Brief]:
+def _fold(lines: Iterator[tuple[int, int, Brief | str, bytes]], left: Counter[str]) -> Iterator[Brief]:
     held: dict[str, Brief] = {}   # items with lines still to come
     damaged: set[str] = set()
     problems = 0
-    for number, brief, line in decoded:
+    for number, _, brief, line in lines:
         if isinstance(brief, str):  # cannot be decoded: why
-            item_id = _id_of(line)
+            item_id = id_of(line)
             if item_id is not None:
                 damaged.add(item_id)
                 held.pop(item_id, None)
@@ -105,10 +98,10 @@ def _fold(decoded: Iterator[tuple[int, Brief | str, bytes]], left: Counter[str])
         if item_id in damaged:
             continue
         known = held.get(item_id)
-        if problem := _problem(brief, first=known is None):
+        if why := problem(brief, first=known is None):
             damaged.add(item_id)
             held.pop(item_id, None)
-            problems = _report(problems, number, problem)
+            problems = _report(problems, number, why)
             continue
         if known is None:
             brief.request = UNSET  # checked: not held
@@ -126,51 +119,6 @@ def _fold(decoded: Iterator[tuple[int, Brief | str, bytes]], left: Counter[str])
         problems = _report(problems, 0, f"item {item_id[:60]!r} has a line that cannot be read")
     if problems > 20:
         log.warning("ledger: %d more unreadable lines; their items are left out", problems - 20)
-
-
-def _problem(brief: Brief, first: bool) -> str | None:
-    """What `item.record_problem` finds beyond the types (msgspec checked those)."""
-    item_id = brief.id
-    if not PLAIN_ID.fullmatch(item_id) and (reason := unsafe_id_reason(item_id)):
-        return f"id {item_id[:60]!r} {reason}"
-    if first:
-        if brief.request is UNSET or brief.fingerprint is UNSET:
-            return "request missing" if brief.request is UNSET else "fingerprint missing"
-        if not bytes(brief.request).startswith(b"{"):
-            return "request is not an object"
-    if brief.state not in STATE_OF:
-        return f"unknown state {brief.state[:40]!r}"
-    if brief.video is not None and brief.video != f"{item_id}.mp4":
-        return f"video {brief.video[:60]!r} is not {item_id}.mp4"
-    return None
-
-
-def _decoded(file: BinaryIO, decode_block: Any, kind: type) -> Iterator[tuple[int, Any, bytes]]:
-    """(line number, what the line decodes to or why it does not, the line) for every line
-    that is not blank. One decode a block; a block that fails is decoded line by line."""
-    decode_one = msgspec.json.Decoder(kind).decode
-    for start, lines, _torn in lines_in_blocks(file):
-        try:
-            values = decode_block(b"[" + b",".join(lines) + b"]")
-            if len(values) != len(lines):
-                raise msgspec.DecodeError("not one value a line")
-            yield from zip(range(start, start + len(lines)), values, lines)
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-            for number, line in enumerate(lines, start=start):
-                if line.strip():
-                    try:
-                        yield number, decode_one(line), line
-                    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as e:
-                        yield number, str(e)[:200], line
-
-
-def _id_of(line: bytes) -> str | None:
-    try:
-        record = orjson.loads(line)
-    except (ValueError, RecursionError):
-        return None
-    item_id = record.get("id") if isinstance(record, dict) else None
-    return item_id if isinstance(item_id, str) else None
 
 
 def _report(problems: int, number: int, why: str) -> int:

@@ -14,6 +14,7 @@ import logging
 import os
 import stat
 import time
+from typing import Iterable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -32,19 +33,24 @@ def part_path(out_dir: Path, item_id: str, task_id: str) -> Path:
 
 
 def file_sizes(out_dir: Path) -> dict[str, int]:
-    """Name -> size of the regular files directly in `out_dir` (one directory scan, not a stat per
-    item); empty when the folder does not exist yet."""
+    """Name -> size of the regular files directly in `out_dir` (one directory scan, then a stat
+    by name relative to the open folder: no path walked again); empty when the folder does not
+    exist yet."""
+    try:
+        folder = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
     sizes: dict[str, int] = {}
     try:
-        with os.scandir(out_dir) as entries:
-            for entry in entries:
-                try:
-                    if entry.is_file(follow_symlinks=False):
-                        sizes[entry.name] = entry.stat(follow_symlinks=False).st_size
-                except OSError:
-                    continue
-    except FileNotFoundError:
-        pass
+        with os.scandir(folder) as entries:
+            names = [entry.name for entry in entries if entry.is_file(follow_symlinks=False)]
+        for name in names:
+            try:
+                sizes[name] = os.stat(name, dir_fd=folder, follow_symlinks=False).st_size
+            except OSError:
+                continue
+    finally:
+        os.close(folder)
     return sizes
 
 
@@ -100,12 +106,16 @@ def open_new(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` whole, or leave it as it was (and no temp file behind)."""
+def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
+    """Replace `path` with `data` (bytes, or pieces of them) whole, or leave it as it was (and
+    no temp file behind)."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(open_new(tmp), "wb") as f:
-            f.write(data)
+            if isinstance(data, bytes):
+                f.write(data)
+            else:
+                f.writelines(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -17,16 +17,17 @@ import os
 import stat
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 
 from batch_engine.states import State, check_transition
 from batch_engine.store.folder import write_atomic
 from batch_engine.store.item import Item, now_iso
-from batch_engine.store.replay import Replayed, replay
+from batch_engine.store.replay import Replayed, replay, thaw
+from batch_engine.store.resting import Resting
 
-__all__ = ["LEDGER_NAME", "FolderUnusable", "Item", "Ledger", "LedgerError", "LedgerLocked", "now_iso",
+__all__ = ["LEDGER_NAME", "FolderUnusable", "Item", "Ledger", "Resting", "LedgerError", "LedgerLocked", "now_iso",
            "read_items", "read_ledger"]
 
 LEDGER_NAME = "ledger.jsonl"
@@ -53,16 +54,17 @@ def read_items(out_dir: Path) -> dict[str, Item]:
 
 
 def read_ledger(out_dir: Path) -> Replayed:
-    """The ledger as it stands (read-only, no lock): items, damaged ids, kept lines."""
-    return _load(out_dir)
+    """The ledger as it stands (read-only, no lock) for planning: items (succeeded ones at rest),
+    damaged ids, kept lines."""
+    return _load(out_dir, rest=True)
 
 
-def _load(out_dir: Path) -> Replayed:
+def _load(out_dir: Path, *, rest: bool = False) -> Replayed:
     path = out_dir / LEDGER_NAME
     try:
         if stat.S_ISLNK(os.lstat(path).st_mode):
             raise LedgerError(f"{path} is a symbolic link; the ledger must be a file of its own")
-        loaded = replay(lambda: open(path, "rb", buffering=0))
+        loaded = replay(lambda: open(path, "rb", buffering=0), rest=rest)
     except FileNotFoundError:
         return Replayed()
     except OSError as e:
@@ -77,17 +79,18 @@ def _load(out_dir: Path) -> Replayed:
 class Ledger:
     """The open, locked ledger of one output folder."""
 
-    __slots__ = ("out_dir", "path", "items", "damaged", "on_change", "_kept", "_fd", "_lock_fd",
+    __slots__ = ("out_dir", "path", "items", "damaged", "on_change", "_kept", "_fd", "_read_fd", "_lock_fd",
                  "_fsync_every", "_last_fsync", "_appended")
 
     def __init__(self, out_dir: Path, *, fsync_every: float = 1.0) -> None:
         self.out_dir = out_dir
         self.path = out_dir / LEDGER_NAME
-        self.items: dict[str, Item] = {}
+        self.items: dict[str, Item | Resting] = {}  # succeeded items untouched so far: at rest
         self.damaged: dict[str, str] = {}  # ids whose records cannot be read -> why (left alone)
         self._kept: list[bytes] = []       # lines that cannot be read, written back on compaction
         self.on_change: Callable[[Item, State, State], None] | None = None  # told of every move
         self._fd: int | None = None        # append-only descriptor of ledger.jsonl
+        self._read_fd: int | None = None   # the same file as loaded, to read lines held at rest
         self._lock_fd: int | None = None   # holds the flock on the lock file
         self._fsync_every = fsync_every    # seconds between fsyncs of the ledger
         self._last_fsync = 0.0             # monotonic time of the last fsync
@@ -100,7 +103,7 @@ class Ledger:
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._lock()
-            loaded = _load(self.out_dir)
+            loaded = _load(self.out_dir, rest=True)
             self.items, self.damaged, self._kept = loaded.items, loaded.damaged, loaded.kept
             if not loaded.compact:
                 self._compact()
@@ -121,6 +124,34 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def thaw(self, item_id: str) -> Item | None:
+        """The full Item of `item_id`, read back from its line if it was at rest; None (and the
+        item marked damaged, its line kept) when that line turns out unusable."""
+        item = self.items[item_id]
+        if not isinstance(item, Resting):
+            return item
+        line = os.pread(self._fd_for_reading(), item.length, item.offset)
+        full = thaw(line)
+        if isinstance(full, str):
+            log.warning("ledger %s: the record of %s cannot be used (%s); it is kept as it is and the "
+                        "item left alone", self.path, item_id, full)
+            del self.items[item_id]
+            self.damaged[item_id] = full
+            self._kept.append(line)
+            return None
+        self.items[item_id] = full
+        return full
+
+    def thawed(self, ids: Iterable[str]) -> dict[str, Item]:
+        """The full Items of those of `ids` the ledger has (usable ones)."""
+        found = {i: self.thaw(i) for i in dict.fromkeys(ids) if i in self.items}
+        return {i: item for i, item in found.items() if item is not None}
+
+    def _fd_for_reading(self) -> int:
+        if self._read_fd is None:
+            self._read_fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        return self._read_fd
 
     def add(self, item: Item) -> Item:
         self.items[item.id] = item
@@ -148,6 +179,9 @@ class Ledger:
                     self._compact()
             except OSError as e:  # the appended lines are all there: compaction can wait
                 log.warning("could not compact the ledger (%s); it is complete as it is", e.strerror or e)
+        if self._read_fd is not None:
+            os.close(self._read_fd)
+            self._read_fd = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = None
@@ -187,6 +221,25 @@ class Ledger:
         self._lock_fd = fd
 
     def _compact(self) -> None:
-        """Rewrite the ledger as one line per item, atomically; drops torn lines."""
-        kept = b"".join(line + b"\n" for line in self._kept)
-        write_atomic(self.path, b"".join(item.to_line() + b"\n" for item in self.items.values()) + kept)
+        """Rewrite the ledger as one line per item, atomically; drops torn lines. The line of an
+        item at rest is copied as it is, and where it now lies noted once the new file is in place."""
+        moved: list[tuple[Resting, int]] = []
+
+        def lines() -> Iterator[bytes]:
+            offset = 0
+            for item in self.items.values():
+                if isinstance(item, Resting):
+                    line = os.pread(self._fd_for_reading(), item.length, item.offset)
+                    moved.append((item, offset))
+                else:
+                    line = item.to_line()
+                offset += len(line) + 1
+                yield line + b"\n"
+            for line in self._kept:
+                yield line + b"\n"
+        write_atomic(self.path, lines())
+        for item, offset in moved:
+            item.offset = offset
+        if self._read_fd is not None:  # that file is replaced: lines at rest are read from the new one
+            os.close(self._read_fd)
+            self._read_fd = None
