@@ -129,3 +129,58 @@ def test_status_reads_what_a_run_reads(tmp_path_factory, lines, torn):
     briefs = list(read_briefs(folder))
     assert len({b.id for b in briefs}) == len(briefs)
     assert {b.id: {name: getattr(b, name) for name in SHOWN} for b in briefs} == expected
+
+
+def _succeeded(ledger: Ledger, item_id: str) -> Item:
+    item = make(ledger, item_id)
+    ledger.advance(item, State.SUBMITTING, attempts=1)
+    ledger.advance(item, State.RUNNING, task_id=f"t-{item_id}")
+    ledger.advance(item, State.DOWNLOADING, result_url=f"https://files.example/{item_id}.mp4")
+    ledger.advance(item, State.SUCCEEDED, video=f"{item_id}.mp4", bytes=4, sha256="ab" * 32)
+    return item
+
+
+def test_items_at_rest_stay_on_disk_and_come_back_whole(tmp_path):
+    """A reopened ledger holds its succeeded items at rest (a few fields, the line on disk); one
+    the run works on again is read back whole; compaction copies the others' lines as they are."""
+    from batch_engine.store.ledger import Resting
+    with Ledger(tmp_path) as ledger:
+        for item_id in ("a", "b", "c"):
+            _succeeded(ledger, item_id)
+        make(ledger, "d")
+    before = (tmp_path / LEDGER_NAME).read_bytes().splitlines()
+    with Ledger(tmp_path) as ledger:
+        assert [type(i).__name__ for i in ledger.items.values()] == ["Resting", "Resting", "Resting", "Item"]
+        resting = ledger.items["b"]
+        assert isinstance(resting, Resting) and resting.video == "b.mp4" and resting.bytes == 4
+        assert resting.refetchable and resting.state is State.SUCCEEDED
+        b = ledger.thaw("b")
+        assert b is not None and b.request == {"model": "m", "input": {"prompt": "b"}} and b.sha256 == "ab" * 32
+        ledger.advance(b, State.DOWNLOADING)
+        ledger.advance(b, State.SUCCEEDED, bytes=5)
+    after = (tmp_path / LEDGER_NAME).read_bytes().splitlines()
+    assert len(after) == 4 and after[0] == before[0] and after[2] == before[2] and after[3] == before[3]
+    assert json.loads(after[1])["bytes"] == 5 and json.loads(after[1])["sha256"] == "ab" * 32
+    with Ledger(tmp_path) as ledger:  # offsets noted after compaction: the lines read back right
+        assert ledger.thaw("c").task_id == "t-c" and ledger.thaw("a").task_id == "t-a"  # type: ignore[union-attr]
+
+
+def test_a_line_at_rest_found_unusable_when_thawed_is_kept_and_its_item_left_alone(tmp_path):
+    """Loading checks only what an item at rest needs; the rest of its line is checked when it is
+    thawed. Found wrong then, the item is left alone (damaged) and its line kept verbatim."""
+    with Ledger(tmp_path) as ledger:
+        _succeeded(ledger, "a")
+        _succeeded(ledger, "b")
+    path = tmp_path / LEDGER_NAME
+    lines = path.read_bytes().splitlines()
+    record = json.loads(lines[0])
+    record["created_at"] = 5  # a type the full check refuses
+    path.write_bytes(json.dumps(record).encode() + b"\n" + lines[1] + b"\n")
+    with Ledger(tmp_path) as ledger:
+        assert ledger.thaw("a") is None and "a" in ledger.damaged and "a" not in ledger.items
+        b = ledger.thaw("b")
+        assert b is not None
+        ledger.advance(b, State.DOWNLOADING)
+    text = path.read_text()
+    assert '"created_at": 5' in text, "the unusable line is kept as it was"
+    assert read_items(tmp_path).keys() == {"b"}
