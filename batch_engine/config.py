@@ -15,6 +15,9 @@ DEFAULT_UPLOAD_URL = "https://kieai.redpandaai.co"
 USER_AGENT = f"batch-engine/{__version__} (+https://pypi.org/project/batch-engine/)"
 
 
+MAX_WINDOW = 86_400.0  # seconds: the longest create window (a load forgets creates older than this)
+
+
 @dataclass(frozen=True, slots=True)
 class Rate:
     """At most `creates` createTask calls in any window of `window` seconds."""
@@ -33,6 +36,8 @@ class Rate:
         window = amount * unit
         if window <= 0:
             raise ValueError(f"rate {text!r} has an empty window")
+        if window > MAX_WINDOW:
+            raise ValueError(f"rate {text!r}: a window longer than a day is not a rate limit")
         return cls(int(m.group(1)), window)
 
     def __str__(self) -> str:

@@ -19,8 +19,9 @@ from tests.conftest import FAST, hostile_env, run_cli, write_manifest
     ({}, ["--request-timeout", "inf"], "--request-timeout must be a positive number"),
     ({}, ["--download-stall", "0"], "--download-stall must be a positive number"),
     ({}, ["--callback-url", "http://127.0.0.1:8080/cb", "--listen", "127.0.0.1:70000"], "port from 1 to 65535"),
+    ({}, ["--rate", "20/90000s"], "longer than a day"),
 ], ids=["no scheme", "impossible port", "key with a control character", "webhook key with a space",
-        "poll rate nan", "timeout inf", "stall 0", "listen port too big"])
+        "poll rate nan", "timeout inf", "stall 0", "listen port too big", "rate window over a day"])
 def test_16_usage_errors_exit_2_before_any_request(hostile, tmp_path, env_change, options, says):
     h = hostile()
     env = {**hostile_env(h), **env_change}

@@ -65,7 +65,7 @@ class Context:
         self.started = time.monotonic()        # when the run began
         self.create_times: deque[float] = deque(maxlen=10_000)  # monotonic times of recent creates
         self.durations: deque[float] = deque(maxlen=256)  # generation seconds of recent successes
-        self._ids: set[str] = set()            # ids of this run's items
+        self._ids: set[str] = set()            # ids of this run's items that may move (not at rest)
         self._outstanding = 0                  # items of this run not yet at rest
         self._done = asyncio.Event()           # set when nothing is outstanding, or all stop
 
@@ -76,7 +76,7 @@ class Context:
     def track(self, items: list[Item | Resting]) -> None:
         """The items this run is about; their counts per state follow every ledger change."""
         self.items.extend(items)
-        self._ids.update(item.id for item in items)
+        self._ids.update(item.id for item in items if not isinstance(item, Resting))
         self.counts.update(item.state for item in items)
         self.ledger.on_change = self._moved
 

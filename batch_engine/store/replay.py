@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, BinaryIO, Callable
 
 import orjson
 
+from batch_engine.config import MAX_WINDOW
 from batch_engine.store.item import Item, record_problem
 from batch_engine.store.lines import Decoded, parses, problem
 from batch_engine.store.resting import Head, Resting
@@ -54,13 +57,14 @@ def _replay(open_file: Callable[[], BinaryIO], rest: bool) -> Replayed:
     items, damaged = result.items, result.damaged
     no_id: set[int] = set()  # numbers of unreadable lines that name no item
     lines = 0
+    long_ago = datetime.fromtimestamp(time.time() - MAX_WINDOW, timezone.utc).isoformat(timespec="milliseconds")
     with open_file() as file:
         decoded = Decoded(file, Head)
         for number, offset, head, line in decoded:
             lines += 1
             if rest and type(head) is Head and head.state == "succeeded" and head.video is not None \
                     and head.id not in items and head.id not in damaged and problem(head, first=True) is None:
-                items[head.id] = Resting.of(head, offset, len(line))  # its line stays on disk
+                items[head.id] = Resting.of(head, offset, len(line), long_ago)  # its line stays on disk
                 continue
             record = _parse(line)
             item_id = record.get("id") if isinstance(record, dict) else None

@@ -44,7 +44,7 @@ class Resting(msgspec.Struct, gc=False):
     bytes: int | None
     refetchable: bool          # it has a result URL (kept on disk): a lost video can be fetched again
     attempts: int | None
-    submitted_at: str | None
+    submitted_at: str | None   # only when sent within MAX_WINDOW: older creates fall in no window
     offset: int
     length: int
     state: ClassVar[State] = State.SUCCEEDED
@@ -54,7 +54,13 @@ class Resting(msgspec.Struct, gc=False):
         return f"{self.id}.mp4"  # a record's video is checked on loading: always this name
 
     @classmethod
-    def of(cls, head: Head, offset: int, length: int) -> "Resting":
+    def of(cls, head: Head, offset: int, length: int, long_ago: str) -> "Resting":
+        """`long_ago`: a time in the engine's own format (UTC, milliseconds) the longest create
+        window (`config.MAX_WINDOW`, a day) before now: a create sent before it counts against
+        no window, and its time is not kept (a sixth of the memory of an item at rest)."""
+        sent = head.submitted_at
+        if sent is not None and len(sent) == len(long_ago) and sent.endswith("+00:00") and sent < long_ago:
+            sent = None
         return cls(head.id, head.fingerprint, head.bytes, bool(head.result_url), head.attempts,
-                   head.submitted_at, offset, length)
+                   sent, offset, length)
 
