@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -184,3 +185,18 @@ def test_a_line_at_rest_found_unusable_when_thawed_is_kept_and_its_item_left_alo
     text = path.read_text()
     assert '"created_at": 5' in text, "the unusable line is kept as it was"
     assert read_items(tmp_path).keys() == {"b"}
+
+
+def test_items_at_rest_are_read_from_the_file_that_was_loaded(tmp_path):
+    """Another tool replacing ledger.jsonl while a run holds it open cannot make an item at rest
+    read someone else's line: its line is read from the file that was loaded."""
+    with Ledger(tmp_path) as ledger:
+        _succeeded(ledger, "a")
+        _succeeded(ledger, "b")
+    path = tmp_path / LEDGER_NAME
+    with Ledger(tmp_path) as ledger:
+        other = tmp_path / "other.jsonl"
+        other.write_bytes(b'{"id": "zzz"}\n' * 50)
+        os.replace(other, path)
+        b = ledger.thaw("b")
+        assert b is not None and b.id == "b" and b.task_id == "t-b"

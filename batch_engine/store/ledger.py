@@ -11,13 +11,13 @@ that last second). A lock file keeps two runs off one folder.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
-import stat
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import orjson
 
@@ -27,8 +27,8 @@ from batch_engine.store.item import Item, now_iso
 from batch_engine.store.replay import Replayed, replay, thaw
 from batch_engine.store.resting import Resting
 
-__all__ = ["LEDGER_NAME", "FolderUnusable", "Item", "Ledger", "Resting", "LedgerError", "LedgerLocked", "now_iso",
-           "read_items", "read_ledger"]
+__all__ = ["LEDGER_NAME", "FolderUnusable", "Item", "Ledger", "LedgerError", "LedgerLocked", "Resting",
+           "now_iso", "read_items", "read_ledger"]
 
 LEDGER_NAME = "ledger.jsonl"
 LOCK_NAME = ".batch-engine.lock"
@@ -49,8 +49,7 @@ class FolderUnusable(LedgerError):
 
 def read_items(out_dir: Path) -> dict[str, Item]:
     """Replay the ledger in `out_dir` (read-only, no lock); unreadable records are left out."""
-    return _load(out_dir).items
-
+    return _load(out_dir).items  # type: ignore[return-value]  (no item at rest without rest=True)
 
 
 def read_ledger(out_dir: Path) -> Replayed:
@@ -60,13 +59,34 @@ def read_ledger(out_dir: Path) -> Replayed:
 
 
 def _load(out_dir: Path, *, rest: bool = False) -> Replayed:
-    path = out_dir / LEDGER_NAME
-    try:
-        if stat.S_ISLNK(os.lstat(path).st_mode):
-            raise LedgerError(f"{path} is a symbolic link; the ledger must be a file of its own")
-        loaded = replay(lambda: open(path, "rb", buffering=0), rest=rest)
-    except FileNotFoundError:
+    fd = _open_to_read(out_dir / LEDGER_NAME)
+    if fd is None:
         return Replayed()
+    try:
+        return _replay(fd, out_dir / LEDGER_NAME, rest)
+    finally:
+        os.close(fd)
+
+
+def _open_to_read(path: Path) -> int | None:
+    """A descriptor of the ledger to read (None: there is none yet); never through a link."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise LedgerError(f"{path} is a symbolic link; the ledger must be a file of its own") from None
+        raise LedgerError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def _replay(fd: int, path: Path, rest: bool) -> Replayed:
+    """Replay the file `fd` is open on, from its start (each pass reads through a copy of it)."""
+    def from_start() -> BinaryIO:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return open(os.dup(fd), "rb", buffering=0)
+    try:
+        loaded = replay(from_start, rest=rest)
     except OSError as e:
         raise LedgerError(f"cannot read {path}: {e.strerror or e}") from None
     for problem in loaded.problems[:20]:
@@ -103,7 +123,9 @@ class Ledger:
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._lock()
-            loaded = _load(self.out_dir, rest=True)
+            # kept open: the lines of items at rest are read from the very file that was loaded
+            self._read_fd = _open_to_read(self.path)
+            loaded = _replay(self._read_fd, self.path, rest=True) if self._read_fd is not None else Replayed()
             self.items, self.damaged, self._kept = loaded.items, loaded.damaged, loaded.kept
             if not loaded.compact:
                 self._compact()
@@ -131,7 +153,8 @@ class Ledger:
         item = self.items[item_id]
         if not isinstance(item, Resting):
             return item
-        line = os.pread(self._fd_for_reading(), item.length, item.offset)
+        assert self._read_fd is not None, "an item at rest comes from a ledger read through _read_fd"
+        line = os.pread(self._read_fd, item.length, item.offset)
         full = thaw(line)
         if isinstance(full, str):
             log.warning("ledger %s: the record of %s cannot be used (%s); it is kept as it is and the "
@@ -147,11 +170,6 @@ class Ledger:
         """The full Items of those of `ids` the ledger has (usable ones)."""
         found = {i: self.thaw(i) for i in dict.fromkeys(ids) if i in self.items}
         return {i: item for i, item in found.items() if item is not None}
-
-    def _fd_for_reading(self) -> int:
-        if self._read_fd is None:
-            self._read_fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
-        return self._read_fd
 
     def add(self, item: Item) -> Item:
         self.items[item.id] = item
@@ -229,7 +247,7 @@ class Ledger:
             offset = 0
             for item in self.items.values():
                 if isinstance(item, Resting):
-                    line = os.pread(self._fd_for_reading(), item.length, item.offset)
+                    line = os.pread(self._read_fd, item.length, item.offset)  # type: ignore[arg-type]
                     moved.append((item, offset))
                 else:
                     line = item.to_line()
@@ -243,3 +261,5 @@ class Ledger:
         if self._read_fd is not None:  # that file is replaced: lines at rest are read from the new one
             os.close(self._read_fd)
             self._read_fd = None
+        if moved:
+            self._read_fd = _open_to_read(self.path)
