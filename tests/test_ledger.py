@@ -200,3 +200,29 @@ def test_items_at_rest_are_read_from_the_file_that_was_loaded(tmp_path):
         os.replace(other, path)
         b = ledger.thaw("b")
         assert b is not None and b.id == "b" and b.task_id == "t-b"
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("abcd"), st.sampled_from(["done", "change", "bad"]), st.integers(0, 3)),
+                max_size=12))
+def test_a_run_loads_items_at_rest_as_a_full_replay_would(tmp_path_factory, lines):
+    """Succeeded items held at rest (then changed, or damaged, in any order): a run's load has
+    the same items in the same order and states as a full replay, and each comes back whole."""
+    from batch_engine.store.ledger import read_ledger
+    folder = tmp_path_factory.mktemp("ledger")
+    text = []
+    for item_id, kind, n in lines:
+        done = {"id": item_id, **_WHOLE, "state": "succeeded", "video": f"{item_id}.mp4", "bytes": 3}
+        record = done if kind == "done" else {"id": item_id, **_CHANGES[n]}
+        if kind == "bad":
+            record = {**done, **[{"bytes": "3"}, {"video": "x.mp4"}, {"state": "gone"}, {"attempts": None}][n]}
+        text.append(json.dumps(record))
+    (folder / LEDGER_NAME).write_text("".join(line + "\n" for line in text))
+    full = read_items(folder)
+    loaded = read_ledger(folder)
+    assert list(loaded.items) == list(full)
+    assert {i: str(item.state) for i, item in loaded.items.items()} == {i: str(item.state) for i, item in full.items()}
+    with Ledger(folder) as ledger:
+        for item_id, item in full.items():
+            thawed = ledger.thaw(item_id)
+            assert thawed is not None and thawed.to_json() == item.to_json()

@@ -28,11 +28,12 @@ def lines_in_blocks(file: BinaryIO) -> Iterator[tuple[int, int, list[bytes], boo
     the file must be rewritten before anything is appended to it."""
     start, offset, rest = 1, 0, b""
     while block := file.read(BLOCK):
-        lines = (rest + block).split(b"\n")
+        data = rest + block
+        lines = data.split(b"\n")
         rest = lines.pop()  # what follows the last newline: the start of a line, or b""
         yield start, offset, lines, False
         start += len(lines)
-        offset += sum(map(len, lines)) + len(lines)
+        offset += len(data) - len(rest)
     if rest.strip():
         yield start, offset, [rest] if parses(rest) else [], True
 

@@ -69,9 +69,14 @@ def _replay(open_file: Callable[[], BinaryIO], rest: bool) -> Replayed:
             record = _parse(line)
             item_id = record.get("id") if isinstance(record, dict) else None
             known = items.get(item_id) if isinstance(item_id, str) else None
-            if isinstance(known, Resting):  # a change to an item loaded at rest: whole, then changed
-                del items[known.id]
-                _apply(result, no_id, number, _parse(os.pread(file.fileno(), known.length, known.offset)))
+            if isinstance(known, Resting):  # a change to an item loaded at rest: read it whole first
+                whole = thaw(os.pread(file.fileno(), known.length, known.offset))
+                if isinstance(whole, Item):
+                    items[known.id] = whole  # in its place: the ledger's order is kept
+                else:
+                    del items[known.id]
+                    result.problems.append(f"the first line of {known.id[:60]!r}: {whole}")
+                    damaged.setdefault(known.id, whole)
             _apply(result, no_id, number, record)
     for item_id in damaged:
         items.pop(item_id, None)
