@@ -226,3 +226,21 @@ def test_a_run_loads_items_at_rest_as_a_full_replay_would(tmp_path_factory, line
         for item_id, item in full.items():
             thawed = ledger.thaw(item_id)
             assert thawed is not None and thawed.to_json() == item.to_json()
+
+
+def test_status_reads_the_ledger_as_it_was_when_it_began(tmp_path, caplog):
+    """Lines a run appends between status's two passes are left for the next look: no item is
+    shown twice, none is taken for damaged."""
+    from batch_engine.store.briefs import read_briefs
+    with Ledger(tmp_path) as ledger:
+        _succeeded(ledger, "a")
+        make(ledger, "b")
+    briefs = read_briefs(tmp_path)  # the first pass is done here
+    with open(tmp_path / LEDGER_NAME, "ab") as f:  # a run goes on meanwhile
+        f.write(b'{"id":"a","state":"downloading"}\n{"id":"b","state":"submitting","attempts":1}\n'
+                b'{"id":"c","request":{},"fingerprint":"f","state":"pending"}\n')
+    shown = [(b.id, b.state) for b in briefs]
+    assert shown == [("a", "succeeded"), ("b", "pending")]
+    assert "left out" not in caplog.text
+    assert [(b.id, b.state) for b in read_briefs(tmp_path)] == [("a", "downloading"), ("b", "submitting"),
+                                                               ("c", "pending")]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from collections import Counter
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -62,20 +63,28 @@ class _Id(msgspec.Struct):
 
 def read_briefs(out_dir: Path) -> Iterator[Brief]:
     """Every usable item of the ledger in `out_dir`, each once, with its latest fields (read-only,
-    no lock: a run may be going on). The first pass is made before this returns: OSError here
-    when the ledger cannot be read."""
-    path = out_dir / "ledger.jsonl"
-    with open(path, "rb", buffering=0) as file:
-        left = Counter(record.id for _, _, record, _ in Decoded(file, _Id) if isinstance(record, _Id))
-    return _second_pass(open(path, "rb", buffering=0), left)
+    no lock: a run may be going on). Both passes read the same file (one descriptor, never
+    through a link) up to the length it had when the first began, so lines a run appends
+    meanwhile are left for the next look. The first pass is made before this returns: OSError
+    here when the ledger cannot be read."""
+    fd = os.open(out_dir / "ledger.jsonl", os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        size = os.fstat(fd).st_size
+        with open(os.dup(fd), "rb", buffering=0) as file:
+            left = Counter(record.id for _, _, record, _ in Decoded(file, _Id, size) if isinstance(record, _Id))
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return _second_pass(open(fd, "rb", buffering=0), size, left)
 
 
-def _second_pass(file: BinaryIO, left: Counter[str]) -> Iterator[Brief]:
+def _second_pass(file: BinaryIO, size: int, left: Counter[str]) -> Iterator[Brief]:
     was_enabled = gc.isenabled()
     gc.disable()  # nothing read here makes a cycle; the collector's passes would find nothing
     try:
         with file:
-            yield from _fold(iter(Decoded(file, Brief)), left)
+            yield from _fold(iter(Decoded(file, Brief, size)), left)
     finally:
         if was_enabled:
             gc.enable()

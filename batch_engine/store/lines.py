@@ -21,13 +21,15 @@ BLOCK = 512 * 1024  # bytes of the ledger decoded at once (about 1,000 lines)
 _ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 
 
-def lines_in_blocks(file: BinaryIO) -> Iterator[tuple[int, int, list[bytes], bool]]:
+def lines_in_blocks(file: BinaryIO, limit: int | None = None) -> Iterator[tuple[int, int, list[bytes], bool]]:
     """(number of the first line, its offset in the file, the whole lines of the next block
-    read, blank ones included; whether the last line is torn). A torn last line (the file does
-    not end with a newline) is dropped when it does not parse and kept when it does; either way
-    the file must be rewritten before anything is appended to it."""
+    read, blank ones included; whether the last line is torn), reading at most `limit` bytes. A
+    torn last line (the file does not end with a newline) is dropped when it does not parse and
+    kept when it does; either way the file must be rewritten before anything is appended to it."""
     start, offset, rest = 1, 0, b""
-    while block := file.read(BLOCK):
+    left = limit if limit is not None else -1
+    while left and (block := file.read(BLOCK if left < 0 else min(BLOCK, left))):
+        left -= len(block) if left > 0 else 0
         data = rest + block
         lines = data.split(b"\n")
         rest = lines.pop()  # what follows the last newline: the start of a line, or b""
@@ -43,13 +45,13 @@ class Decoded:
     for every line that is not blank. Afterwards, `torn` says whether the last line had no
     newline (a torn write)."""
 
-    def __init__(self, file: BinaryIO, kind: type) -> None:
-        self.file, self.kind, self.torn = file, kind, False
+    def __init__(self, file: BinaryIO, kind: type, limit: int | None = None) -> None:
+        self.file, self.kind, self.limit, self.torn = file, kind, limit, False
 
     def __iter__(self) -> Iterator[tuple[int, int, Any, bytes]]:
         decode_block = msgspec.json.Decoder(list[self.kind]).decode  # type: ignore[name-defined]
         decode_one = msgspec.json.Decoder(self.kind).decode
-        for start, offset, lines, torn in lines_in_blocks(self.file):
+        for start, offset, lines, torn in lines_in_blocks(self.file, self.limit):
             self.torn = self.torn or torn
             try:
                 values = decode_block(b"[" + b",".join(lines) + b"]")
