@@ -113,22 +113,29 @@ def measure(case: str, who: str, settings: SandboxSettings, n: int, engine_args:
 
 
 def make_ledger(out: Path, n: int) -> None:
-    """A ledger of `n` succeeded items in `out`, with their (tiny) videos."""
-    from batch_engine.states import State
-    from batch_engine.store.ledger import Item, Ledger, now_iso
+    """A ledger of `n` succeeded items in `out`, with their (tiny) videos: every field a real run
+    writes, as it writes them, at the times it would (created at kie's cap of 20 per 10 s, each
+    done 2.5 min later, the last ten minutes ago)."""
+    from datetime import datetime, timedelta, timezone
 
-    with Ledger(out) as ledger:  # every field a real run writes, as it writes them
+    from batch_engine.states import State
+    from batch_engine.store.ledger import Item, Ledger
+
+    last = datetime.now(timezone.utc) - timedelta(minutes=10)
+    with Ledger(out) as ledger:
         for i in range(n):
+            sent = last - timedelta(seconds=(n - i) * 0.5 + 150)
+            at = sent.isoformat(timespec="milliseconds")
             item = ledger.add(Item(id=f"sku-{i:06d}", request={"model": "hailuo/02-image-to-video-pro", "input": {
                 "prompt": f"Product {i} turns slowly on a white turntable, soft studio light",
                 "image_url": f"https://cdn.example.com/catalog/{i}.jpg", "end_image_url": "",
-                "prompt_optimizer": True}}, fingerprint=f"{i:016x}"))
-            ledger.advance(item, State.SUBMITTING, attempts=1, submitted_at=now_iso())
-            ledger.advance(item, State.RUNNING, task_id=f"{i:032x}", provider_state="created", submitted_at=now_iso())
+                "prompt_optimizer": True}}, fingerprint=f"{i:016x}", created_at=at))
+            ledger.advance(item, State.SUBMITTING, attempts=1, submitted_at=at)
+            ledger.advance(item, State.RUNNING, task_id=f"{i:032x}", provider_state="created", submitted_at=at)
             ledger.advance(item, State.DOWNLOADING, provider_state="success",
                            result_url=f"https://tempfile.example.com/{i:032x}.mp4", credits=12.5)
             ledger.advance(item, State.SUCCEEDED, video=f"sku-{i:06d}.mp4", bytes=4, sha256=f"{i:064x}",
-                           finished_at=now_iso())
+                           finished_at=(sent + timedelta(seconds=150)).isoformat(timespec="milliseconds"))
             (out / f"sku-{i:06d}.mp4").write_bytes(b"\0\0\0\0")
 
 

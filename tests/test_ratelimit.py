@@ -102,6 +102,18 @@ async def test_gate_counts_creates_of_an_earlier_run():
     assert slot is not None and loop.time() - start >= 0.25
 
 
+async def test_gate_keeps_only_the_latest_earlier_creates_that_can_matter():
+    """A ledger may list more creates in the window than the cap allows (a clock that jumped, a
+    hand edit): the gate keeps the latest, as many as the cap, and waits on the same one."""
+    gate = CreateGate(Rate(3, 0.4))
+    gate.seed([i / 1000 for i in range(100_000)][::-1])  # a create every ms: 400 in the 0.4 s window
+    assert len(gate._log) == 3
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    slot = await asyncio.wait_for(gate.acquire(), timeout=5)
+    assert slot is not None and loop.time() - start >= 0.25  # the oldest of the latest three: 2 ms ago
+
+
 async def test_closed_gate_lets_nothing_through():
     """Once the account is refused, waiting creates are turned away."""
     gate = CreateGate(Rate(1, 5.0))

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from batch_engine.cli.common import OK, UsageError
 from batch_engine.cli.settings import secrets_from_env
-from batch_engine.report.status import as_items, status_rows, status_view
+from batch_engine.report.status import status_rows, status_view
 from batch_engine.states import state_counts
 from batch_engine.store.briefs import Brief, read_briefs
 from batch_engine.store.ledger import LEDGER_NAME
@@ -35,7 +35,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         found: Counter[str] = Counter()
         _write_json(status_rows(out, _counting(briefs, found), secrets), lambda: state_counts(found))
     else:
-        status_view(out, as_items(briefs), Console(), secrets=secrets)
+        status_view(out, briefs, Console(), secrets=secrets)
     return OK
 
 

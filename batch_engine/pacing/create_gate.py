@@ -116,11 +116,12 @@ class CreateGate:
                 f"latency={self._latency:.3f}s closed={self.closed}>")
 
     def seed(self, seconds_ago: list[float]) -> None:
-        """Count creates an earlier run made in the current window (from the ledger)."""
+        """Count creates an earlier run made in the current window (from the ledger): the latest
+        of them, as many as the cap allows in a window (older ones cannot delay the next)."""
         now = self._clock()
-        for ago in sorted(seconds_ago, reverse=True):
-            if ago < self.policy.told.window:
-                self._log.append(_Slot(now - ago, now - ago))
+        latest = sorted(ago for ago in seconds_ago if ago < self.policy.told.window)[:self.policy.told.creates]
+        for ago in reversed(latest):
+            self._log.append(_Slot(now - ago, now - ago))
 
     async def acquire(self) -> _Slot | None:
         """Wait until a create may go out; None once the gate is closed."""

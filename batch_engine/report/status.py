@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import statistics
-from collections import defaultdict
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -15,11 +16,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from batch_engine.report.console import counts, failure_text
-from batch_engine.report.html import generation_seconds, parse_time
+from batch_engine.report.console import failure_text
+from batch_engine.report.html import parse_time
 from batch_engine.states import State
-from batch_engine.store.briefs import SHOWN, Brief
-from batch_engine.store.item import Item
+from batch_engine.store.briefs import Brief
 from batch_engine.text import clean
 
 
@@ -35,68 +35,81 @@ def status_rows(out_dir: Path, briefs: Iterable[Brief], secrets: tuple[str, ...]
                "credits": b.credits, "provider_state": b.provider_state, "updated_at": b.updated_at}
 
 
-def as_items(briefs: Iterable[Brief]) -> list[Item]:
-    """Items for the view (its helpers take Items), without their createTask bodies."""
-    return [Item.from_dict({**{name: getattr(brief, name) for name in SHOWN}, "attempts": brief.attempts or 0,
-                            "request": {}, "fingerprint": ""}) for brief in briefs]
+@dataclass
+class Glance:
+    """What the view shows, gathered in one pass over the items (a 100,000-item ledger is never
+    held): counts, failures by reason, generation times, credits, videos, the first items not done."""
+
+    limit: int
+    secrets: tuple[str, ...] = ()
+    total: int = 0
+    states: Counter[str] = field(default_factory=Counter)
+    failures: dict[str, list] = field(default_factory=dict)  # reason -> [count, first ids]
+    seconds: list[float] = field(default_factory=list)
+    slowest: tuple[float, str] | None = None
+    first_start: float | None = None
+    last_end: float | None = None
+    credits: list[float] = field(default_factory=list)
+    video_bytes: int = 0
+    waiting: list[Brief] = field(default_factory=list)
+
+    def add(self, b: Brief) -> None:
+        self.total += 1
+        self.states[b.state] += 1
+        if b.state == State.FAILED:
+            group = self.failures.setdefault(failure_text(b, self.secrets)[:160], [0, []])  # type: ignore[arg-type]
+            group[0] += 1
+            if len(group[1]) < 8:
+                group[1].append(b.id)
+        if b.state == State.SUCCEEDED:
+            self.video_bytes += b.bytes or 0
+        elif len(self.waiting) < self.limit:
+            self.waiting.append(b)
+        if b.credits is not None:
+            self.credits.append(b.credits)
+        began, ended = parse_time(b.submitted_at), parse_time(b.finished_at)
+        if began is not None:
+            self.first_start = began if self.first_start is None else min(self.first_start, began)
+        if ended is not None:
+            self.last_end = ended if self.last_end is None else max(self.last_end, ended)
+        if began is not None and ended is not None and ended >= began:
+            self.seconds.append(ended - began)
+            if self.slowest is None or ended - began > self.slowest[0]:
+                self.slowest = (ended - began, b.id)
 
 
-def status_view(out_dir: Path, items: Iterable[Item], console: Console, *, limit: int = 100,
+def status_view(out_dir: Path, briefs: Iterable[Brief], console: Console, *, limit: int = 100,
                 secrets: tuple[str, ...] = ()) -> None:
-    items = list(items)
-    found = counts(items)
-    console.print(f"[bold]{len(items)} items[/]: " + "  ".join(f"{n} {s}" for s, n in found.items() if n))
-    _failures(items, console, secrets)
-    _timings(items, console)
-    spent = [item.credits for item in items if item.credits is not None]
-    if spent:
-        console.print(f"credits: {sum(spent):g} spent on {len(spent)} task(s) (as the provider reports)")
-    videos = [item for item in items if item.state is State.SUCCEEDED]
-    size = sum(item.bytes or 0 for item in videos)
-    console.print(f"videos in {escape(os.path.abspath(out_dir))}: {len(videos)} file(s), {size / 1e6:.1f} MB",
-                  highlight=False)
-    waiting = [item for item in items if item.state is not State.SUCCEEDED]
-    if waiting:
-        table = Table(title=f"{len(waiting)} item(s) not done", show_lines=False)
+    g = Glance(limit, secrets)
+    for brief in briefs:
+        g.add(brief)
+    console.print(f"[bold]{g.total} items[/]: " + "  ".join(
+        f"{g.states[str(s)]} {s}" for s in State if g.states[str(s)]))
+    if g.failures:
+        console.print("failures by reason:")
+        for reason, (n, ids) in sorted(g.failures.items(), key=lambda kv: -kv[1][0]):
+            shown = ", ".join(clean(i) for i in ids) + (f" and {n - len(ids)} more" if n > len(ids) else "")
+            console.print(f"  {n} x {escape(reason)}: {escape(shown)}", highlight=False)
+    if g.slowest is not None:
+        done = g.states[State.SUCCEEDED]
+        span = g.last_end - g.first_start if g.first_start is not None and g.last_end is not None else None
+        rate = f", {done / span * 3600:.0f} videos an hour" if span and span > 0 and done else ""
+        console.print(f"generation: median {statistics.median(g.seconds):.0f} s, slowest {g.slowest[0]:.0f} s "
+                      f"({escape(clean(g.slowest[1]))}){rate}", highlight=False)
+    if g.credits:
+        console.print(f"credits: {sum(g.credits):g} spent on {len(g.credits)} task(s) (as the provider reports)")
+    console.print(f"videos in {escape(os.path.abspath(out_dir))}: {g.states[State.SUCCEEDED]} file(s), "
+                  f"{g.video_bytes / 1e6:.1f} MB", highlight=False)
+    not_done = g.total - g.states[State.SUCCEEDED]
+    if not_done:
+        table = Table(title=f"{not_done} item(s) not done", show_lines=False)
         for column in ("id", "state", "task", "tries", "detail"):
             table.add_column(column, overflow="fold")
-        for item in waiting[:limit]:
-            detail = failure_text(item, secrets) if item.fail_code or item.fail_msg else clean(item.provider_state or "")
-            style = "red" if item.state is State.FAILED else "yellow"
-            table.add_row(escape(clean(item.id)), f"[{style}]{item.state}[/]", escape(clean(item.task_id or "")),
-                          str(item.attempts), escape(detail))
+        for b in g.waiting:
+            detail = failure_text(b, secrets) if b.fail_code or b.fail_msg else clean(b.provider_state or "")  # type: ignore[arg-type]
+            style = "red" if b.state == State.FAILED else "yellow"
+            table.add_row(escape(clean(b.id)), f"[{style}]{b.state}[/]", escape(clean(b.task_id or "")),
+                          str(b.attempts or 0), escape(detail))
         console.print(table)
-        if len(waiting) > limit:
-            console.print(f"... and {len(waiting) - limit} more (use --json for all)")
-
-
-def _failures(items: list[Item], console: Console, secrets: tuple[str, ...]) -> None:
-    groups: dict[str, list[str]] = defaultdict(list)
-    for item in items:
-        if item.state is State.FAILED:
-            groups[failure_text(item, secrets)[:160]].append(item.id)
-    if not groups:
-        return
-    console.print("failures by reason:")
-    for reason, ids in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-        shown = ", ".join(clean(i) for i in ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
-        console.print(f"  {len(ids)} x {escape(reason)}: {escape(shown)}", highlight=False)
-
-
-def _timings(items: list[Item], console: Console) -> None:
-    timed = [(seconds, item) for item in items if (seconds := generation_seconds(item)) is not None]
-    if not timed:
-        return
-    seconds = [s for s, _ in timed]
-    slowest, slow_item = max(timed, key=lambda pair: pair[0])
-    done = sum(1 for item in items if item.state is State.SUCCEEDED)
-    span = _span(items)
-    rate = f", {done / span * 3600:.0f} videos an hour" if span and done else ""
-    console.print(f"generation: median {statistics.median(seconds):.0f} s, slowest {slowest:.0f} s "
-                  f"({escape(clean(slow_item.id))}){rate}", highlight=False)
-
-
-def _span(items: list[Item]) -> float | None:
-    starts = [t for item in items if (t := parse_time(item.submitted_at)) is not None]
-    ends = [t for item in items if (t := parse_time(item.finished_at)) is not None]
-    return max(ends) - min(starts) if starts and ends and max(ends) > min(starts) else None
+        if not_done > limit:
+            console.print(f"... and {not_done - limit} more (use --json for all)")
