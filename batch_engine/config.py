@@ -90,13 +90,13 @@ def check_url(name: str, text: str) -> str:
         raise ValueError(f"{name} {text!r} is not an http(s) URL")
     if parts.username is not None or parts.password is not None:
         raise ValueError(f"{name} must not hold a user name or password")
-    if any(c.isspace() or not c.isprintable() for c in text):
+    if " " in text or not text.isprintable():  # the only white space str.isprintable allows is " "
         raise ValueError(f"{name} {text!r} holds white space or a control character")
     return text
 
 
 def check_secret(name: str, value: str) -> str:
-    if any(c.isspace() or not c.isprintable() for c in value):
+    if " " in value or not value.isprintable():
         raise ValueError(f"{name} holds white space or a control character (a copy-paste accident?)")
     return value
 

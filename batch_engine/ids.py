@@ -28,7 +28,8 @@ def unsafe_id_reason(item_id: str) -> str | None:
         return "starts with a dot (hidden file)"
     if item_id.endswith("."):
         return "ends with a dot (Windows drops it)"
-    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn") for c in item_id):
+    if (not item_id.isprintable()) if item_id.isascii() else any(  # in ASCII only controls are not printable
+            unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn") for c in item_id):
         return "contains a control or invisible character"
     if any(c in '<>:"|?*' for c in item_id):
         return "contains a character that file systems reject (<>:\"|?*)"

@@ -298,3 +298,30 @@ def test_validate_shows_what_would_be_sent(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "valid: 5 item(s); 5 with hailuo/02-image-to-video-pro" in done.stderr
     assert "sku-0: the lamp 0" in done.stderr and "... and 2 more" in done.stderr
+
+
+@pytest.mark.parametrize("text", [
+    "&a x", "a: &b [1]", "a:  &b [1]", "- &a 1", "{a: &b [1, 2], c: *b}", "{?&a x: 1}", "[&a 1, *a]",
+    "a: !!str &b x", "a: [1,&b 2]", "? &k key\n: v",
+])
+def test_every_anchor_is_seen_by_the_quick_look(text):
+    """An alias needs an anchor; a manifest the quick look finds none in skips the walk for
+    alias bombs, so the quick look must see every anchor PyYAML reads (flow and block)."""
+    import yaml
+
+    from batch_engine.catalog.manifest import _MAY_HOLD_ANCHOR
+    events = list(yaml.parse(text, Loader=yaml.SafeLoader))
+    assert any(getattr(e, "anchor", None) for e in events), "the case holds an anchor"
+    assert _MAY_HOLD_ANCHOR.search(text)
+
+
+def test_prose_with_ampersands_needs_no_walk_and_a_bomb_in_flow_style_is_still_refused(tmp_path):
+    from batch_engine.catalog.manifest import _MAY_HOLD_ANCHOR
+    assert not _MAY_HOLD_ANCHOR.search("prompt: salt & pepper, R&D lab, black&white")
+    bomb = "a: {x: &a [1,1,1,1,1,1,1,1,1,1]}\n" + "".join(
+        f"{c}: {{y: &{c} [{','.join(['*' + p] * 10)}]}}\n" for p, c in zip("abcdefg", "bcdefgh"))
+    path = tmp_path / "bomb.yaml"
+    path.write_text(bomb + "items: []\n")
+    with pytest.raises(ManifestError) as refused:
+        load_manifest(path)
+    assert "alias bomb" in refused.value.problems[0]

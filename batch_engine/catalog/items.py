@@ -177,7 +177,7 @@ def _check_url(value: Any, label: str, problems: list[str]) -> None:
     if not isinstance(value, str):
         problems.append(f"{label}: must be a URL (text), not {_kind(value)}")
         return
-    if value != value.strip() or any(c.isspace() for c in value):
+    if value != value.strip() or " " in value or (not value.isprintable() and any(c.isspace() for c in value)):
         problems.append(f"{label}: contains white space")
         return
     try:

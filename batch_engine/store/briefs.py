@@ -11,7 +11,6 @@ an unusable line is left out, as a run leaves it, and named in the log.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 from collections import Counter
@@ -22,6 +21,7 @@ import msgspec
 import orjson
 from msgspec import UNSET, UnsetType
 
+from batch_engine.collector import paused
 from batch_engine.store.lines import Decoded, id_of, problem
 
 log = logging.getLogger(__name__)
@@ -80,14 +80,8 @@ def read_briefs(out_dir: Path) -> Iterator[Brief]:
 
 
 def _second_pass(file: BinaryIO, size: int, left: Counter[str]) -> Iterator[Brief]:
-    was_enabled = gc.isenabled()
-    gc.disable()  # nothing read here makes a cycle; the collector's passes would find nothing
-    try:
-        with file:
-            yield from _fold(iter(Decoded(file, Brief, size)), left)
-    finally:
-        if was_enabled:
-            gc.enable()
+    with paused(), file:  # see collector.py
+        yield from _fold(iter(Decoded(file, Brief, size)), left)
 
 
 def _fold(lines: Iterator[tuple[int, int, Brief | str, bytes]], left: Counter[str]) -> Iterator[Brief]:

@@ -16,7 +16,6 @@ would find nothing, at a cost growing with the ledger (a third of the time at 10
 
 from __future__ import annotations
 
-import gc
 import os
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any, BinaryIO, Callable
 
 import orjson
 
+from batch_engine.collector import paused
 from batch_engine.config import MAX_WINDOW
 from batch_engine.store.item import Item, record_problem
 from batch_engine.store.lines import Decoded, parses, problem
@@ -43,13 +43,8 @@ class Replayed:
 def replay(open_file: Callable[[], BinaryIO], *, rest: bool = False) -> Replayed:
     """Replay the ledger `open_file()` opens (a file without buffering: lines are re-read by
     offset)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with paused():  # see collector.py
         return _replay(open_file, rest)
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _replay(open_file: Callable[[], BinaryIO], rest: bool) -> Replayed:
