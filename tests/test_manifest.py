@@ -325,3 +325,21 @@ def test_prose_with_ampersands_needs_no_walk_and_a_bomb_in_flow_style_is_still_r
     with pytest.raises(ManifestError) as refused:
         load_manifest(path)
     assert "alias bomb" in refused.value.problems[0]
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("aynNtTfFoO~-+.0123456789:eE_x é&<="), max_size=12))
+def test_the_quick_resolver_reads_every_scalar_as_pyyaml_does(value):
+    """Most scalars are taken as text without PyYAML's regexes: the data is the same as the
+    plain safe loader's, value for value and type for type."""
+    from batch_engine.catalog.manifest import _Loader
+    text = yaml.safe_dump({"v": value}) + f"w: {value}\n" if value.strip() == value and value else "w: x\n"
+    try:
+        expected = yaml.load(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return
+    got = yaml.load(text, Loader=_Loader)
+    assert repr(got) == repr(expected)  # repr: a .nan read twice is not equal to itself
