@@ -69,12 +69,8 @@ class BatchResult:
     @cached_property
     def ok(self) -> bool:
         """Every item succeeded (or waits for the next run's budget), nothing refused or damaged."""
-        if self.refused is not None or self.stats.damaged:
-            return False
-        counts = self.counts
-        unfinished = len(self.items) - counts[State.SUCCEEDED]
-        return unfinished == 0 or unfinished == sum(
-            1 for item in self.items if item.state is not State.SUCCEEDED and item.id in self.left_by_budget)
+        return self.refused is None and not self.stats.damaged and all(
+            item.state is State.SUCCEEDED or item.id in self.left_by_budget for item in self.items)
 
     @property
     def exit_code(self) -> int:

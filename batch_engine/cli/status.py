@@ -16,21 +16,18 @@ from batch_engine.cli.settings import secrets_from_env
 from batch_engine.report.status import status_rows, status_view
 from batch_engine.states import state_counts
 from batch_engine.store.briefs import Brief, read_briefs
-from batch_engine.store.ledger import LEDGER_NAME
+from batch_engine.store.ledger import LEDGER_NAME, LedgerError
 
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
     out = Path(args.out)
-    path = out / LEDGER_NAME
-    if not path.exists():
-        raise UsageError(f"no ledger in {out} (looked for {path})")
-    if path.is_symlink():
-        raise UsageError(f"{path} is a symbolic link; the ledger must be a file of its own")
     secrets = secrets_from_env()
     try:
         briefs = read_briefs(out)  # streamed: what status shows, each item at its last line
+    except LedgerError as e:  # none there, a link, unreadable
+        raise UsageError(str(e)) from None
     except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+        raise UsageError(f"cannot read {out / LEDGER_NAME}: {e.strerror or e}") from None
     if args.json:
         found: Counter[str] = Counter()
         _write_json(status_rows(out, _counting(briefs, found), secrets), lambda: state_counts(found))

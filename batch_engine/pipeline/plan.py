@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Iterable, Mapping, Sequence
 
 from batch_engine.catalog.manifest import ItemSpec, fingerprint
 from batch_engine.states import State
 from batch_engine.store.folder import video_name
+from batch_engine.store.item import iso_at, written_before
 from batch_engine.store.ledger import Item, Resting
 
 
@@ -149,11 +150,10 @@ def recent_creates(items: Iterable[Item | Resting], now: float, window: float) -
     recent = []
     # a time as this engine writes it (UTC, milliseconds) before this one is older than the
     # window: told by comparing the text, not parsing 100,000 of them
-    before = datetime.fromtimestamp(now - window - 1, timezone.utc).isoformat(timespec="milliseconds")
+    before = iso_at(now - window - 1)
     for item in items:
         stamp = item.submitted_at
-        if not (item.attempts and stamp) or (len(stamp) == len(before) and stamp[-6:] == "+00:00"
-                                             and stamp < before):
+        if not (item.attempts and stamp) or written_before(stamp, before):
             continue
         try:
             ago = now - datetime.fromisoformat(stamp).timestamp()

@@ -22,6 +22,7 @@ import orjson
 from msgspec import UNSET, UnsetType
 
 from batch_engine.collector import paused
+from batch_engine.store.ledger import LEDGER_NAME, LedgerError, open_to_read
 from batch_engine.store.lines import Decoded, id_of, problem
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,9 @@ class Brief(msgspec.Struct, gc=False):
     created_at: str | None = None
 
 
-SHOWN = Brief.__struct_fields__[:15]
+SHOWN = tuple(name for name in Brief.__struct_fields__
+              if name not in ("request", "fingerprint", "result_url", "unanswered_creates", "history",
+                              "created_at"))  # the fields checked, not shown
 
 
 class _Id(msgspec.Struct):
@@ -65,9 +68,11 @@ def read_briefs(out_dir: Path) -> Iterator[Brief]:
     """Every usable item of the ledger in `out_dir`, each once, with its latest fields (read-only,
     no lock: a run may be going on). Both passes read the same file (one descriptor, never
     through a link) up to the length it had when the first began, so lines a run appends
-    meanwhile are left for the next look. The first pass is made before this returns: OSError
-    here when the ledger cannot be read."""
-    fd = os.open(out_dir / "ledger.jsonl", os.O_RDONLY | os.O_NOFOLLOW)
+    meanwhile are left for the next look. The first pass is made before this returns:
+    LedgerError (or OSError) here when the ledger cannot be read."""
+    fd = open_to_read(out_dir / LEDGER_NAME)
+    if fd is None:
+        raise LedgerError(f"no ledger in {out_dir} (looked for {out_dir / LEDGER_NAME})")
     try:
         size = os.fstat(fd).st_size
         with open(os.dup(fd), "rb", buffering=0) as file:

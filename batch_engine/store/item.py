@@ -94,8 +94,8 @@ def record_problem(record: Any, first: bool) -> str | None:
     item_id = record.get("id")
     if not isinstance(item_id, str):
         return "no text id"
-    if not PLAIN_ID.fullmatch(item_id) and (reason := unsafe_id_reason(item_id)):  # plain ids: fast
-        return f"id {item_id[:60]!r} {reason}"
+    if problem := id_problem(item_id):
+        return problem
     # the names and the types of the values decide the next checks: a ledger has a handful of
     # shapes, and a shape found good needs no second look (one loop over the fields of each of
     # 100,000 records took a third of a second)
@@ -105,12 +105,34 @@ def record_problem(record: Any, first: bool) -> str | None:
             return problem
         if len(_GOOD_SHAPES) < 1000:
             _GOOD_SHAPES.add(shape)
-    if record["state"] not in STATE_OF:
-        return f"unknown state {str(record['state'])[:40]!r}"
-    video = record.get("video")
+    return state_and_video_problem(item_id, record["state"], record.get("video"))
+
+
+def id_problem(item_id: str) -> str | None:
+    """Why a record's id cannot name a file (plain ids are told by a regular expression first)."""
+    if not PLAIN_ID.fullmatch(item_id) and (reason := unsafe_id_reason(item_id)):
+        return f"id {item_id[:60]!r} {reason}"
+    return None
+
+
+def state_and_video_problem(item_id: str, state: Any, video: Any) -> str | None:
+    """Why a record's state or video name cannot be used (the video is always `<id>.mp4`)."""
+    if state not in STATE_OF:
+        return f"unknown state {str(state)[:40]!r}"
     if video is not None and video != f"{item_id}.mp4":
         return f"video {str(video)[:60]!r} is not {item_id}.mp4"
     return None
+
+
+def written_before(stamp: str, cutoff: str) -> bool:
+    """Whether `stamp`, a time as `now_iso` writes it (UTC, milliseconds), is earlier than
+    `cutoff` (`iso_at`): told by comparing the text, not parsing it. False for any other format."""
+    return len(stamp) == len(cutoff) and stamp.endswith("+00:00") and stamp < cutoff
+
+
+def iso_at(seconds: float) -> str:
+    """A Unix time as `now_iso` writes times."""
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
 
 
 _GOOD_SHAPES: set[tuple[bool, tuple[str, ...], tuple[type, ...]]] = set()

@@ -28,7 +28,7 @@ from batch_engine.store.replay import Replayed, replay, thaw
 from batch_engine.store.resting import Resting
 
 __all__ = ["LEDGER_NAME", "FolderUnusable", "Item", "Ledger", "LedgerError", "LedgerLocked", "Resting",
-           "now_iso", "read_items", "read_ledger"]
+           "now_iso", "open_to_read", "read_items", "read_ledger"]
 
 LEDGER_NAME = "ledger.jsonl"
 LOCK_NAME = ".batch-engine.lock"
@@ -59,16 +59,16 @@ def read_ledger(out_dir: Path) -> Replayed:
 
 
 def _load(out_dir: Path, *, rest: bool = False) -> Replayed:
-    fd = _open_to_read(out_dir / LEDGER_NAME)
+    fd = open_to_read(out_dir / LEDGER_NAME)
     if fd is None:
         return Replayed()
     try:
-        return _replay(fd, out_dir / LEDGER_NAME, rest)
+        return _read(fd, out_dir / LEDGER_NAME, rest)
     finally:
         os.close(fd)
 
 
-def _open_to_read(path: Path) -> int | None:
+def open_to_read(path: Path) -> int | None:
     """A descriptor of the ledger to read (None: there is none yet); never through a link."""
     try:
         return os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
@@ -80,7 +80,7 @@ def _open_to_read(path: Path) -> int | None:
         raise LedgerError(f"cannot read {path}: {e.strerror or e}") from None
 
 
-def _replay(fd: int, path: Path, rest: bool) -> Replayed:
+def _read(fd: int, path: Path, rest: bool) -> Replayed:
     """Replay the file `fd` is open on, from its start (each pass reads through a copy of it)."""
     def from_start() -> BinaryIO:
         os.lseek(fd, 0, os.SEEK_SET)
@@ -124,8 +124,8 @@ class Ledger:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._lock()
             # kept open: the lines of items at rest are read from the very file that was loaded
-            self._read_fd = _open_to_read(self.path)
-            loaded = _replay(self._read_fd, self.path, rest=True) if self._read_fd is not None else Replayed()
+            self._read_fd = open_to_read(self.path)
+            loaded = _read(self._read_fd, self.path, rest=True) if self._read_fd is not None else Replayed()
             self.items, self.damaged, self._kept = loaded.items, loaded.damaged, loaded.kept
             if not loaded.compact:
                 self._compact()
@@ -262,4 +262,4 @@ class Ledger:
             os.close(self._read_fd)
             self._read_fd = None
         if moved:
-            self._read_fd = _open_to_read(self.path)
+            self._read_fd = open_to_read(self.path)

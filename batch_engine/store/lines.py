@@ -9,13 +9,13 @@ line, so a bad line is named and the others are read.
 
 from __future__ import annotations
 
+import math
 from typing import Any, BinaryIO, Iterator
 
 import msgspec
 import orjson
 
-from batch_engine.ids import unsafe_id_reason
-from batch_engine.store.item import PLAIN_ID, STATE_OF
+from batch_engine.store.item import id_problem, state_and_video_problem
 
 BLOCK = 512 * 1024  # bytes of the ledger decoded at once (about 1,000 lines)
 _ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
@@ -27,9 +27,9 @@ def lines_in_blocks(file: BinaryIO, limit: int | None = None) -> Iterator[tuple[
     torn last line (the file does not end with a newline) is dropped when it does not parse and
     kept when it does; either way the file must be rewritten before anything is appended to it."""
     start, offset, rest = 1, 0, b""
-    left = limit if limit is not None else -1
-    while left and (block := file.read(BLOCK if left < 0 else min(BLOCK, left))):
-        left -= len(block) if left > 0 else 0
+    remaining = math.inf if limit is None else limit
+    while remaining > 0 and (block := file.read(min(BLOCK, remaining))):
+        remaining -= len(block)
         data = rest + block
         lines = data.split(b"\n")
         rest = lines.pop()  # what follows the last newline: the start of a line, or b""
@@ -71,21 +71,16 @@ class Decoded:
 
 
 def problem(record: Any, first: bool) -> str | None:
-    """What `item.record_problem` checks beyond the types, on a decoded record (with `id`,
-    `state`, `video`, and `request` and `fingerprint` left UNSET when absent)."""
-    item_id = record.id
-    if not PLAIN_ID.fullmatch(item_id) and (reason := unsafe_id_reason(item_id)):
-        return f"id {item_id[:60]!r} {reason}"
+    """What `item.record_problem` checks beyond the types (msgspec checked those), on a decoded
+    record (`request` and `fingerprint` left UNSET when absent)."""
+    if why := id_problem(record.id):
+        return why
     if first:
         if record.request is msgspec.UNSET or record.fingerprint is msgspec.UNSET:
             return "request missing" if record.request is msgspec.UNSET else "fingerprint missing"
         if memoryview(record.request)[:1] != b"{":
             return "request is not an object"
-    if record.state not in STATE_OF:
-        return f"unknown state {record.state[:40]!r}"
-    if record.video is not None and record.video != f"{item_id}.mp4":
-        return f"video {record.video[:60]!r} is not {item_id}.mp4"
-    return None
+    return state_and_video_problem(record.id, record.state, record.video)
 
 
 def id_of(line: bytes) -> str | None:

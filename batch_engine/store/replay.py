@@ -19,14 +19,13 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, BinaryIO, Callable
 
 import orjson
 
 from batch_engine.collector import paused
 from batch_engine.config import MAX_WINDOW
-from batch_engine.store.item import Item, record_problem
+from batch_engine.store.item import Item, iso_at, record_problem
 from batch_engine.store.lines import Decoded, parses, problem
 from batch_engine.store.resting import Head, Resting
 
@@ -52,7 +51,7 @@ def _replay(open_file: Callable[[], BinaryIO], rest: bool) -> Replayed:
     items, damaged = result.items, result.damaged
     no_id: set[int] = set()  # numbers of unreadable lines that name no item
     lines = 0
-    long_ago = datetime.fromtimestamp(time.time() - MAX_WINDOW, timezone.utc).isoformat(timespec="milliseconds")
+    long_ago = iso_at(time.time() - MAX_WINDOW)
     with open_file() as file:
         decoded = Decoded(file, Head)
         for number, offset, head, line in decoded:
