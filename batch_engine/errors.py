@@ -84,3 +84,7 @@ class Stalled(Transient):
 
 class UploadProblem(KieError):
     """A local image cannot be uploaded (missing, changed since it was planned, or refused)."""
+
+
+class CannotListen(Exception):
+    """The callback receiver cannot bind its address (busy or not ours): a usage problem."""

@@ -13,7 +13,7 @@ import signal
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from rich.console import Console
 from rich.markup import escape
@@ -25,18 +25,19 @@ from batch_engine.cli.common import OK, REFUSED, SOME_FAILED, UsageError, print_
 from batch_engine.cli.review import check_redo
 from batch_engine.cli.settings import build_config
 from batch_engine.config import Config
-from batch_engine.errors import AccountRefused
-from batch_engine.pipeline.engine import Run
+from batch_engine.errors import AccountRefused, CannotListen
 from batch_engine.pipeline.plan import Plan, plan_manifest, plan_redo, plan_retry
-from batch_engine.provider.callbacks import CannotListen
-from batch_engine.provider.notify import post_json
 from batch_engine.report.console import dry_run_report, summary, validation_report
 from batch_engine.report.live import live_display, progress_lines
-from batch_engine.sandbox.server import Sandbox
-from batch_engine.sandbox.settings import SandboxSettings
 from batch_engine.store.folder import file_sizes, write_atomic
 from batch_engine.store.ledger import LEDGER_NAME, FolderUnusable, Ledger, LedgerError, LedgerLocked, read_ledger
 from batch_engine import logs
+
+if TYPE_CHECKING:
+    from batch_engine.pipeline.engine import Run
+
+# The HTTP stack (aiohttp: a fifth of a second to import) is imported where it is used, so that
+# `status`, `validate` and a `retry` with nothing left to do never load it.
 
 SUMMARY_NAME = "summary.json"
 log = logging.getLogger("batch_engine")
@@ -60,7 +61,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(str(e)) from None
     if args.dry_run:
         return _dry_run(args, console, lambda known, damaged, files: plan_manifest(known, specs, files, damaged))
-    return _execute(args, console, lambda ledger: plan_manifest(ledger.items, specs, file_sizes(ledger.out_dir),
+    return _execute(args, console, lambda ledger: plan_manifest(ledger.items, specs, ledger.file_sizes(),
                                                                  ledger.damaged), images=images_of(specs))
 
 
@@ -91,7 +92,7 @@ def cmd_retry(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(f"no ledger in {args.out}: nothing to retry (run a manifest first)")
     if args.dry_run:
         return _dry_run(args, console, lambda known, damaged, files: plan_retry(known, files, damaged))
-    return _execute(args, console, lambda ledger: plan_retry(ledger.items, file_sizes(ledger.out_dir), ledger.damaged))
+    return _execute(args, console, lambda ledger: plan_retry(ledger.items, ledger.file_sizes(), ledger.damaged))
 
 
 def _apply_job(args: argparse.Namespace, job: Job) -> None:
@@ -140,6 +141,7 @@ def _execute(args: argparse.Namespace, console: Console, make_plan: Callable[[Le
     summary(result, console, task_timeout=config.poll.task_timeout, secrets=(config.api_key,))
     _write_summary(config.out_dir, result)
     if args.notify:
+        from batch_engine.provider.notify import post_json
         error = asyncio.run(post_json(args.notify, result.summary(), user_agent=config.user_agent))
         if error:
             log.warning("could not notify %s: %s (the run's result stands)", args.notify, error)
@@ -183,6 +185,8 @@ def _show_state_on_usr1(run: Run, console: Console) -> None:
 
 
 async def _start_demo_sandbox(stack: AsyncExitStack, config: Config, console: Console) -> Config:
+    from batch_engine.sandbox.server import Sandbox
+    from batch_engine.sandbox.settings import SandboxSettings
     sandbox = Sandbox(SandboxSettings(api_key=config.api_key, gen_time=(2.0, 5.0), fail_rate=0.0, clips=True))
     await sandbox.start()
     stack.push_async_callback(sandbox.stop)

@@ -200,7 +200,7 @@ def _apply_step(ledger: Ledger, item: Item, decision: Decision, stats: RunStats)
         ledger.advance(item, State.PENDING, task_id=None, provider_state=None, retryable=None)
 
 
-async def run_plan(config: Config, ledger: Ledger, make_plan: Callable[[], Plan], *,
+async def run_plan(config: Config, ledger: Ledger, plan: Plan, *,
                    watch: Watch | None = None, images: Mapping[str, LocalImage] | None = None) -> Run:
     """Open the client, record the plan, and run its items to rest."""
     async with KieClient(config.base_url, config.api_key, user_agent=config.user_agent,
@@ -208,7 +208,6 @@ async def run_plan(config: Config, ledger: Ledger, make_plan: Callable[[], Plan]
                          max_file_bytes=config.max_video_bytes, upload_url=config.upload_url) as client:
         run = Run(config, ledger, client, images)
         async with run.listening():
-            plan = make_plan()
             if plan.creates:
                 await run.read_credits()
             run.start(apply_plan(ledger, plan, run.stats))

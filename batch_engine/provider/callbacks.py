@@ -23,6 +23,7 @@ from typing import Callable
 
 from aiohttp import web
 
+from batch_engine.errors import CannotListen
 from batch_engine.provider.answers import valid_task_id
 from batch_engine.text import clean
 
@@ -32,10 +33,6 @@ MAX_BODY = 1024 * 1024
 MAX_CONNECTIONS = 64      # connections open at once; newer ones beyond are closed
 MAX_AGE = 10.0            # seconds a connection may stay open (kie waits 15 s for an answer)
 SWEEP_EVERY = 0.5         # seconds between checks of the open connections
-
-
-class CannotListen(Exception):
-    """The receiver cannot bind its address (busy or not ours): a usage problem."""
 
 
 def sign(key: bytes, task_id: str, timestamp: str) -> str:

@@ -26,6 +26,7 @@ from batch_engine.store.folder import write_atomic
 from batch_engine.store.item import Item, now_iso
 from batch_engine.store.replay import Replayed, replay, thaw
 from batch_engine.store.resting import Resting
+from batch_engine.store.sizes import HELPER_FROM, FolderSizes
 
 __all__ = ["LEDGER_NAME", "FolderUnusable", "Item", "Ledger", "LedgerError", "LedgerLocked", "Resting",
            "now_iso", "open_to_read", "read_items", "read_ledger"]
@@ -100,7 +101,7 @@ class Ledger:
     """The open, locked ledger of one output folder."""
 
     __slots__ = ("out_dir", "path", "items", "damaged", "on_change", "_kept", "_fd", "_read_fd", "_lock_fd",
-                 "_fsync_every", "_last_fsync", "_appended")
+                 "_fsync_every", "_last_fsync", "_appended", "_sizes")
 
     def __init__(self, out_dir: Path, *, fsync_every: float = 1.0) -> None:
         self.out_dir = out_dir
@@ -115,6 +116,7 @@ class Ledger:
         self._fsync_every = fsync_every    # seconds between fsyncs of the ledger
         self._last_fsync = 0.0             # monotonic time of the last fsync
         self._appended = 0                 # lines appended since the file was last compacted
+        self._sizes: FolderSizes | None = None  # the folder's file sizes, read while loading
 
     def __repr__(self) -> str:
         return f"<Ledger {self.path} items={len(self.items)} open={self._fd is not None}>"
@@ -125,6 +127,8 @@ class Ledger:
             self._lock()
             # kept open: the lines of items at rest are read from the very file that was loaded
             self._read_fd = open_to_read(self.path)
+            big = self._read_fd is not None and os.fstat(self._read_fd).st_size >= HELPER_FROM
+            self._sizes = FolderSizes(self.out_dir, meanwhile=big)
             loaded = _read(self._read_fd, self.path, rest=True) if self._read_fd is not None else Replayed()
             self.items, self.damaged, self._kept = loaded.items, loaded.damaged, loaded.kept
             if not loaded.compact:
@@ -146,6 +150,13 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def file_sizes(self) -> dict[str, int]:
+        """Name -> size of the regular files in the folder, as they were when it was locked (the
+        engine writes none before planning; see `sizes`)."""
+        if self._sizes is None:
+            raise LedgerError("the ledger is not open")
+        return self._sizes.result()
 
     def thaw(self, item_id: str) -> Item | None:
         """The full Item of `item_id`, read back from its line if it was at rest; None (and the
@@ -200,6 +211,9 @@ class Ledger:
         if self._read_fd is not None:
             os.close(self._read_fd)
             self._read_fd = None
+        if self._sizes is not None:
+            self._sizes.cancel()
+            self._sizes = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = None

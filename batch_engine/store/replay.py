@@ -26,8 +26,8 @@ import orjson
 from batch_engine.collector import paused
 from batch_engine.config import MAX_WINDOW
 from batch_engine.store.item import Item, iso_at, record_problem
-from batch_engine.store.lines import Decoded, parses, problem
-from batch_engine.store.resting import Head, Resting
+from batch_engine.store.lines import Decoded, parses
+from batch_engine.store.resting import Head, Resting, may_rest
 
 
 @dataclass(slots=True)
@@ -56,8 +56,7 @@ def _replay(open_file: Callable[[], BinaryIO], rest: bool) -> Replayed:
         decoded = Decoded(file, Head)
         for number, offset, head, line in decoded:
             lines += 1
-            if rest and type(head) is Head and head.state == "succeeded" and head.video is not None \
-                    and head.id not in items and head.id not in damaged and problem(head, first=True) is None:
+            if rest and type(head) is Head and may_rest(head) and head.id not in items and head.id not in damaged:
                 items[head.id] = Resting.of(head, offset, len(line), long_ago)  # its line stays on disk
                 continue
             record = _parse(line)
