@@ -5,7 +5,7 @@ replaced by U+FFFD (no escape sequence reaches a terminal), and the length cappe
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Any, Iterable
 
 MAX_TEXT = 2000  # characters kept of one outside message
 # C0 and C1 controls, DEL, zero-width and bidi marks and overrides, the BOM
@@ -24,3 +24,10 @@ def clean(text: object, secrets: Iterable[str] = (), *, limit: int = MAX_TEXT) -
 def has_unsafe(text: str, *, allow: str = "") -> bool:
     """Whether `text` holds a control or bidi character other than those in `allow`."""
     return any(c not in allow for c in _UNSAFE.findall(text))
+
+
+def failure_text(item: Any, secrets: tuple[str, ...] = ()) -> str:
+    """`[code] message (worth a retry)` of a failed item (or a status brief of one), safe for a
+    terminal (the ledger may hold anything)."""
+    verdict = {True: " (worth a retry)", False: " (not worth retrying as it is)"}.get(item.retryable, "")
+    return clean(f"[{item.fail_code}] {item.fail_msg or ''}", secrets) + verdict

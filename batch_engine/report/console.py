@@ -11,7 +11,7 @@ from rich.markup import escape
 from batch_engine.pipeline.plan import Step
 from batch_engine.states import State, state_counts
 from batch_engine.store.ledger import Item
-from batch_engine.text import clean
+from batch_engine.text import clean, failure_text
 
 if TYPE_CHECKING:
     from batch_engine.api import BatchResult
@@ -22,12 +22,6 @@ if TYPE_CHECKING:
 
 def counts(items: Iterable[Item]) -> dict[str, int]:
     return state_counts(item.state for item in items)
-
-
-def failure_text(item: Item, secrets: tuple[str, ...] = ()) -> str:
-    """`[code] message (worth a retry)`, safe for a terminal (the ledger may hold anything)."""
-    verdict = {True: " (worth a retry)", False: " (not worth retrying as it is)"}.get(item.retryable, "")  # type: ignore[arg-type]
-    return clean(f"[{item.fail_code}] {item.fail_msg or ''}", secrets) + verdict
 
 
 def summary(result: "BatchResult", console: Console, *, task_timeout: float,

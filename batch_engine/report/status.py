@@ -16,11 +16,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from batch_engine.report.console import failure_text
 from batch_engine.report.html import parse_time
 from batch_engine.states import State
 from batch_engine.store.briefs import Brief
-from batch_engine.text import clean
+from batch_engine.text import clean, failure_text
 
 
 def status_rows(out_dir: Path, briefs: Iterable[Brief], secrets: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
@@ -57,7 +56,7 @@ class Glance:
         self.total += 1
         self.states[b.state] += 1
         if b.state == State.FAILED:
-            group = self.failures.setdefault(failure_text(b, self.secrets)[:160], [0, []])  # type: ignore[arg-type]
+            group = self.failures.setdefault(failure_text(b, self.secrets)[:160], [0, []])
             group[0] += 1
             if len(group[1]) < 8:
                 group[1].append(b.id)
@@ -106,7 +105,7 @@ def status_view(out_dir: Path, briefs: Iterable[Brief], console: Console, *, lim
         for column in ("id", "state", "task", "tries", "detail"):
             table.add_column(column, overflow="fold")
         for b in g.waiting:
-            detail = failure_text(b, secrets) if b.fail_code or b.fail_msg else clean(b.provider_state or "")  # type: ignore[arg-type]
+            detail = failure_text(b, secrets) if b.fail_code or b.fail_msg else clean(b.provider_state or "")
             style = "red" if b.state == State.FAILED else "yellow"
             table.add_row(escape(clean(b.id)), f"[{style}]{b.state}[/]", escape(clean(b.task_id or "")),
                           str(b.attempts or 0), escape(detail))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 from rich.console import Console
 
@@ -38,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def serve(args: argparse.Namespace, console: Console) -> int:
     """Serve until interrupted; ValueError for bad options."""
-    from batch_engine.sandbox.server import Sandbox  # the HTTP server, only when serving
+    import asyncio  # the loop and the HTTP server only when serving (the CLI starts quicker)
+
+    from batch_engine.sandbox.server import Sandbox
     try:
         rate = Rate.parse(args.rate)
         poll_cap = Rate.parse(args.poll_cap) if args.poll_cap else None
