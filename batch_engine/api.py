@@ -163,6 +163,7 @@ def images_of(specs: Iterable[ItemSpec]) -> dict[str, LocalImage]:
 async def execute(config: Config, make_plan: Callable[[Ledger], Plan], *, watch: Watch | None = None,
                   images: Mapping[str, LocalImage] | None = None) -> BatchResult:
     """Open and lock the folder's ledger, plan, run to rest, close: the core of `run` and `retry`.
+    A plan with nothing to send, fetch or change returns at once (`watch` is not called).
     Raises LedgerError (folder unusable, or a write failed), CannotListen, or CancelledError."""
     ledger = Ledger(config.out_dir)
     ledger.open()

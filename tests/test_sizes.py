@@ -133,3 +133,10 @@ def test_a_retry_with_nothing_to_do_never_loads_the_http_stack(tmp_path):
     done = subprocess.run([sys.executable, "-c", code, str(out)], env=env, capture_output=True, text=True, timeout=60)
     assert done.stdout.splitlines()[-1] == "exit 0 False", (done.stdout, done.stderr)
     assert "20 succeeded" in done.stderr and "0 creates sent" in done.stderr
+
+
+def test_an_interpreter_embedded_in_another_program_gets_no_helper():
+    """Only a Python binary is run as the helper (an embedding program's own binary is not)."""
+    from batch_engine.store.sizes import _is_python
+    assert all(_is_python(p) for p in (sys.executable, "/usr/bin/python3.11", "/venv/bin/python"))
+    assert not any(_is_python(p) for p in ("/usr/bin/uwsgi", "", "/opt/app/bin/server"))

@@ -5,8 +5,8 @@ short or replaced is fetched again), so a folder of 100,000 videos costs 100,000
 about 0.3 s of system calls that this process cannot overlap with reading the ledger (a thread
 doing them waits for the interpreter lock after each one). For a big ledger they are made by a
 helper process on another core instead, started as soon as the folder is locked (this
-interpreter, isolated, with no site packages: about 15 ms to start), and collected when the plan
-needs them. A helper that cannot start, fails, or answers anything but its exact format is
+interpreter, isolated, with no site packages: about 15 ms to start; not when Python is embedded in
+another program), and collected when the plan needs them. A helper that cannot start, fails, or answers anything but its exact format is
 ignored and the folder read here instead: the same answer, later.
 """
 
@@ -55,7 +55,7 @@ class FolderSizes:
         self.source = ""  # once read: "helper" or "here"
         self._helper: subprocess.Popen[bytes] | None = None
         self._result: dict[str, int] | None = None
-        if meanwhile and sys.executable:
+        if meanwhile and _is_python(sys.executable):
             try:
                 self._helper = subprocess.Popen(
                     [sys.executable, "-I", "-S", "-c", _HELPER, os.fspath(folder)],
@@ -92,6 +92,12 @@ class FolderSizes:
             helper.communicate()
             return None
         return parse(out) if helper.returncode == 0 else None
+
+
+def _is_python(executable: str) -> bool:
+    """Whether `executable` is a CPython interpreter by its name (python, python3, python3.11,
+    python.exe): an application embedding Python (uwsgi, say) has its own binary there."""
+    return os.path.basename(executable).lower().startswith("python")
 
 
 def parse(answer: bytes) -> dict[str, int] | None:
