@@ -152,8 +152,9 @@ class Ledger:
         self.close()
 
     def file_sizes(self) -> dict[str, int]:
-        """Name -> size of the regular files in the folder, as they were when it was locked (the
-        engine writes none before planning; see `sizes`)."""
+        """Name -> size of the regular files in the folder, read once: by a helper while a big
+        ledger loaded, else when first asked (the engine writes no video before it plans; see
+        `sizes`)."""
         if self._sizes is None:
             raise LedgerError("the ledger is not open")
         return self._sizes.result()
