@@ -23,7 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from batch_engine.catalog.manifest import ItemSpec, ManifestError, load_manifest, validate_catalog
+from batch_engine.catalog.items import ItemSpec
 from batch_engine.catalog.select import select
 from batch_engine.catalog.images import LocalImage
 from batch_engine.config import (DEFAULT_BASE_URL, DEFAULT_UPLOAD_URL, Config, PollSettings, Rate, check_positive, check_secret,
@@ -133,6 +133,8 @@ async def run_batch_async(manifest: str | os.PathLike[str] | None = None, *,
 
 def load_specs(manifest: str | os.PathLike[str] | None, items: Iterable[Mapping[str, Any]] | None,
                defaults: Mapping[str, Any] | None = None) -> list[ItemSpec]:
+    from batch_engine.catalog.manifest import ManifestError, load_manifest, validate_catalog  # PyYAML, csv: only here
+
     if (manifest is None) == (items is None):
         raise BatchInputError(["give a manifest path or items, not both or neither"])
     try:

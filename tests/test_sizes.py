@@ -121,17 +121,17 @@ def test_a_big_ledger_has_its_folder_read_by_the_helper(tmp_path):
 
 def test_a_retry_with_nothing_to_do_never_loads_the_http_stack(tmp_path):
     """Every video in place: `retry` plans, reports and exits 0 without importing aiohttp (a fifth
-    of a second), and sends nothing (the API address is a closed port)."""
+    of a second) or PyYAML (no catalog is read), and sends nothing (the API address is a closed port)."""
     out = tmp_path / "out"
     _big_ledger(out, 20)
     for i in range(20):
         (out / f"sku-{i:05d}.mp4").write_bytes(b"\0" * 4)
     code = ("import runpy, sys\nsys.argv = ['batch-engine', 'retry', sys.argv[1], '-q']\n"
             "try:\n    runpy.run_module('batch_engine', run_name='__main__')\n"
-            "except SystemExit as e:\n    print('exit', e.code, 'aiohttp' in sys.modules)\n")
+            "except SystemExit as e:\n    print('exit', e.code, 'aiohttp' in sys.modules, 'yaml' in sys.modules)\n")
     env = {**os.environ, "KIE_API_KEY": "k", "KIE_BASE_URL": "http://127.0.0.1:9"}
     done = subprocess.run([sys.executable, "-c", code, str(out)], env=env, capture_output=True, text=True, timeout=60)
-    assert done.stdout.splitlines()[-1] == "exit 0 False", (done.stdout, done.stderr)
+    assert done.stdout.splitlines()[-1] == "exit 0 False False", (done.stdout, done.stderr)
     assert "20 succeeded" in done.stderr and "0 creates sent" in done.stderr
 
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 # option -> the type its value must have
 OPTIONS: dict[str, tuple[type, ...]] = {
@@ -48,6 +47,8 @@ def is_job_file(path: Path) -> bool:
 
 
 def load_job(path: Path, today: datetime.date | None = None) -> tuple[Job | None, list[str]]:
+    import yaml  # only when a job file is read: `retry` and `status` never need PyYAML
+
     try:
         data = yaml.load(path.read_bytes(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (OSError, yaml.YAMLError) as e:

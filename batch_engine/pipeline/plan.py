@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
-from batch_engine.catalog.manifest import ItemSpec, fingerprint
+from batch_engine.catalog.items import ItemSpec, fingerprint
 from batch_engine.states import State
 from batch_engine.store.folder import video_name
 from batch_engine.store.item import iso_at, written_before
