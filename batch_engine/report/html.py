@@ -27,7 +27,7 @@ from batch_engine.catalog.images import UPLOAD_PREFIX
 from batch_engine.config import Rate
 from batch_engine.states import State
 from batch_engine.store.folder import write_atomic
-from batch_engine.store.item import Item
+from batch_engine.store.item import Item, parse_time
 from batch_engine.text import clean
 
 REPORT_NAME = "report.html"
@@ -139,13 +139,6 @@ def _image_src(url: Any, uploads: Mapping[str, str]) -> str | None:
     if url.startswith(UPLOAD_PREFIX):
         return uploads.get(url[len(UPLOAD_PREFIX):])
     return url if url.startswith(("https://", "http://")) else None
-
-
-def parse_time(stamp: str | None) -> float | None:
-    try:
-        return datetime.fromisoformat(stamp).timestamp() if stamp else None
-    except ValueError:
-        return None
 
 
 def _asset(name: str) -> str:

@@ -16,9 +16,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from batch_engine.report.html import parse_time
 from batch_engine.states import State
 from batch_engine.store.briefs import Brief
+from batch_engine.store.item import parse_time
 from batch_engine.text import clean, failure_text
 
 

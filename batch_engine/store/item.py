@@ -135,6 +135,14 @@ def iso_at(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
 
 
+def parse_time(stamp: str | None) -> float | None:
+    """The Unix time of a time read from a ledger (None when there is none, or it is not one)."""
+    try:
+        return datetime.fromisoformat(stamp).timestamp() if stamp else None
+    except ValueError:
+        return None
+
+
 _GOOD_SHAPES: set[tuple[bool, tuple[str, ...], tuple[type, ...]]] = set()
 
 
