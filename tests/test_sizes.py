@@ -79,13 +79,21 @@ names = st.text(st.characters(blacklist_characters="\0/", blacklist_categories=(
 @given(st.dictionaries(names, st.integers(0, 2**62), max_size=20), st.data())
 def test_an_answer_is_read_exactly_or_not_at_all(sizes, data):
     """Every answer in the helper's format reads back as it was; any answer cut short, or longer,
-    or with its counts wrong, is refused (the folder is then read here)."""
+    is refused (the folder is then read here)."""
     answer = _answer(sizes)
     assert parse(answer) == sizes
     cut = data.draw(st.integers(0, len(answer) - 1))
     assert parse(answer[:cut]) is None
     assert parse(answer + b"x") is None
-    assert parse(b"%d %d\n" % (len(sizes) + 1, 0) + answer.partition(b"\n")[2]) is None
+
+
+def test_an_answer_whose_names_do_not_match_its_sizes_is_refused():
+    """Lengths that add up, but two sizes for one name, or an empty name: refused."""
+    two = array("q", [1, 2]).tobytes()
+    assert parse(b"2 1\n" + two + b"a") is None
+    assert parse(b"2 2\n" + two + b"a\0") is None
+    assert parse(b"2 3\n" + two + b"a\0b") == {"a": 1, "b": 2}
+    assert parse(b"0 0\n") == {} and parse(b"") is None and parse(b"x 0\n") is None
 
 
 def _big_ledger(out: Path, n: int) -> None:

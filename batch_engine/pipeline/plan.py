@@ -104,10 +104,8 @@ def plan_retry(known: Mapping[str, Item | Resting], files: Mapping[str, int],
     """The plan for `retry`: every item of the ledger, from the ledger alone."""
     decisions = [Decision(item_id, Step.DAMAGED) for item_id in damaged]
     for item in known.values():
-        if type(item) is Resting:  # most of a large ledger: told at once
-            step = Step.SKIP if files.get(item.video) == item.bytes else _lost(item)
-        elif item.state is State.FAILED:
-            step = retry_step(item)
+        if item.state is State.FAILED:
+            step = retry_step(item)  # type: ignore[arg-type]  (a failed item is never at rest)
         else:
             step = resume_step(item, files)
         decisions.append(Decision(item.id, step))
@@ -142,15 +140,12 @@ def retry_step(item: Item) -> Step:
 def resume_step(item: Item | Resting, files: Mapping[str, int]) -> Step:
     """What an item the manifest did not change needs, from its state in the ledger."""
     if item.state is State.SUCCEEDED:
-        return Step.SKIP if files.get(item.video or video_name(item.id)) == item.bytes else _lost(item)
+        if files.get(item.video or video_name(item.id)) == item.bytes:
+            return Step.SKIP
+        refetchable = item.refetchable if isinstance(item, Resting) else bool(item.result_url)
+        return Step.REFETCH if refetchable else Step.RECREATE
     return {State.FAILED: Step.KEEP_FAILED, State.RUNNING: Step.POLL,
             State.DOWNLOADING: Step.DOWNLOAD}.get(item.state, Step.CREATE)
-
-
-def _lost(item: Item | Resting) -> Step:
-    """A succeeded item whose video is missing or not the size it had."""
-    refetchable = item.refetchable if isinstance(item, Resting) else bool(item.result_url)
-    return Step.REFETCH if refetchable else Step.RECREATE
 
 
 def recent_creates(items: Iterable[Item | Resting], now: float, window: float) -> list[float]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -18,10 +18,6 @@ if TYPE_CHECKING:
     from batch_engine.catalog.items import ItemSpec
     from batch_engine.pipeline.plan import Plan
 
-
-
-def counts(items: Iterable[Item]) -> dict[str, int]:
-    return state_counts(item.state for item in items)
 
 
 def summary(result: "BatchResult", console: Console, *, task_timeout: float,
@@ -108,6 +104,6 @@ def _size(n: int) -> str:
 
 
 def _counts_line(items: list[Item]) -> str:
-    c = counts(items)
+    c = state_counts(item.state for item in items)
     shown = [f"{n} {state}" for state, n in c.items() if n]
     return "  ".join(shown) if shown else "no items"

@@ -17,7 +17,8 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from batch_engine.states import State
-from batch_engine.store.item import PLAIN_ID, id_problem, written_before
+from batch_engine.store.item import written_before
+from batch_engine.store.lines import problem
 
 
 class Head(msgspec.Struct, gc=False):
@@ -36,11 +37,9 @@ class Head(msgspec.Struct, gc=False):
 
 
 def may_rest(head: Head) -> bool:
-    """Whether a line, on its own, is a whole record of a succeeded item that passes every check
-    `lines.problem` makes (told in one expression: it is asked of every line of a ledger)."""
-    return (head.state == "succeeded" and head.video == f"{head.id}.mp4" and head.request is not UNSET
-            and head.fingerprint is not UNSET and memoryview(head.request)[:1] == b"{"
-            and (PLAIN_ID.fullmatch(head.id) is not None or id_problem(head.id) is None))
+    """Whether a line, on its own, is a whole record of a succeeded item with its video (and
+    passes the checks `lines.problem` makes of an item's first line)."""
+    return head.state == "succeeded" and head.video is not None and problem(head, first=True) is None
 
 
 class Resting(msgspec.Struct, gc=False):

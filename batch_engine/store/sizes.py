@@ -5,9 +5,11 @@ short or replaced is fetched again), so a folder of 100,000 videos costs 100,000
 about 0.3 s of system calls that this process cannot overlap with reading the ledger (a thread
 doing them waits for the interpreter lock after each one). For a big ledger they are made by a
 helper process on another core instead, started as soon as the folder is locked (this
-interpreter, isolated, with no site packages: about 15 ms to start; not when Python is embedded in
-another program), and collected when the plan needs them. A helper that cannot start, fails, or answers anything but its exact format is
-ignored and the folder read here instead: the same answer, later.
+interpreter, isolated, with no site packages: about 15 ms to start; not when Python is embedded
+in another program), and collected when the plan needs them. A helper that cannot start, fails,
+or answers anything but its exact format is ignored and the folder read here instead: the same
+answer, later. The helper repeats `folder.file_sizes` in a few lines rather than importing it:
+importing the package would cost it more than the reading.
 """
 
 from __future__ import annotations
@@ -69,17 +71,15 @@ class FolderSizes:
     def result(self) -> dict[str, int]:
         """Name -> size of the regular files directly in the folder."""
         if self._result is None:
-            self._result, self.source = self._from_helper(), "helper"
-            if self._result is None:
-                self._result, self.source = file_sizes(self.folder), "here"
+            found = self._from_helper()
+            self._result, self.source = (found, "helper") if found is not None else (file_sizes(self.folder), "here")
         return self._result
 
     def cancel(self) -> None:
         """Stop a helper whose answer is no longer wanted."""
         helper, self._helper = self._helper, None
         if helper is not None:
-            helper.kill()
-            helper.communicate()
+            _stop(helper)
 
     def _from_helper(self) -> dict[str, int] | None:
         helper, self._helper = self._helper, None
@@ -88,10 +88,14 @@ class FolderSizes:
         try:
             out, _ = helper.communicate(timeout=HELPER_WAIT)
         except subprocess.TimeoutExpired:
-            helper.kill()
-            helper.communicate()
+            _stop(helper)
             return None
         return parse(out) if helper.returncode == 0 else None
+
+
+def _stop(helper: subprocess.Popen[bytes]) -> None:
+    helper.kill()
+    helper.communicate()  # reaped: no zombie left
 
 
 def _is_python(executable: str) -> bool:
