@@ -28,7 +28,7 @@ from batch_engine.catalog.select import select
 from batch_engine.catalog.images import LocalImage
 from batch_engine.config import (DEFAULT_BASE_URL, DEFAULT_UPLOAD_URL, Config, PollSettings, Rate, check_positive, check_secret,
                                  check_url)
-from batch_engine.pipeline.context import RunStats
+from batch_engine.pipeline.stats import RunStats
 from batch_engine.pipeline.plan import Plan, plan_manifest
 from batch_engine.states import State, state_counts
 from batch_engine.store.ledger import Item, Ledger, Resting

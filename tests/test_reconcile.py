@@ -4,7 +4,7 @@ its old task is cleared away."""
 from __future__ import annotations
 
 from batch_engine.catalog.manifest import ItemSpec
-from batch_engine.pipeline.context import RunStats
+from batch_engine.pipeline.stats import RunStats
 from batch_engine.pipeline.engine import apply_plan
 from batch_engine.pipeline.plan import plan_manifest
 from batch_engine.states import State

@@ -22,13 +22,11 @@ from batch_engine.api import BatchInputError, BatchResult, choose, execute, imag
 from batch_engine.catalog.jobs import Job, is_job_file, load_job
 from batch_engine.catalog.select import parse_shard
 from batch_engine.cli.common import OK, REFUSED, SOME_FAILED, UsageError, print_problems
-from batch_engine.cli.review import check_redo
 from batch_engine.cli.settings import build_config
 from batch_engine.config import Config
 from batch_engine.errors import AccountRefused, CannotListen
 from batch_engine.pipeline.plan import Plan, plan_manifest, plan_redo, plan_retry
 from batch_engine.report.console import dry_run_report, summary, validation_report
-from batch_engine.report.live import live_display, progress_lines
 from batch_engine.store.folder import file_sizes, write_atomic
 from batch_engine.store.ledger import LEDGER_NAME, FolderUnusable, Ledger, LedgerError, LedgerLocked, read_ledger
 from batch_engine import logs
@@ -66,6 +64,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_redo(args: argparse.Namespace, console: Console) -> int:
+    from batch_engine.cli.review import check_redo  # the gallery's module: only for redo
     ids, stop = check_redo(args, console)
     if stop is not None:
         return stop
@@ -162,9 +161,9 @@ async def _run_async(config: Config, make_plan: Callable[[Ledger], Plan], consol
             config = await _start_demo_sandbox(stack, config, console)
         console.print(f"ledger: {config.out_dir / LEDGER_NAME}   rate: {config.rate}   "
                       f"provider: {config.base_url}", highlight=False)
-        show = (lambda run: live_display(run, console)) if config.show_progress else progress_lines
-
-        async def watch(run: Run) -> None:
+        async def watch(run: Run) -> None:  # only when there is work
+            from batch_engine.report.live import live_display, progress_lines
+            show = (lambda run: live_display(run, console)) if config.show_progress else progress_lines
             _show_state_on_usr1(run, console)
             if run.stats.credits_before is not None:
                 console.print(f"credits: {run.stats.credits_before} on the account", highlight=False)

@@ -9,13 +9,12 @@ import asyncio
 import logging
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from batch_engine.config import Config
 from batch_engine.errors import AccountRefused
 from batch_engine.pacing.create_gate import CreateGate
+from batch_engine.pipeline.stats import RunStats
 from batch_engine.states import State
 from batch_engine.store.ledger import Item, Ledger, Resting
 
@@ -23,24 +22,6 @@ if TYPE_CHECKING:
     from batch_engine.provider.client import KieClient
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class RunStats:
-    creates_sent: int = 0
-    rate_limited: int = 0
-    polls: int = 0
-    polls_refused: int = 0        # polls answered 429 (the provider limits polls too)
-    unanswered_creates: int = 0   # creates re-sent because an answer never came: maybe paid twice
-    timed_out: int = 0            # tasks still unfinished at the time-out: resumable
-    not_submitted: int = 0        # left pending because the account was refused
-    bytes_downloaded: int = 0
-    over_budget: int = 0          # left pending: the --max-tasks budget was spent
-    credits_before: Decimal | None = None  # the account's balance before the first create
-    credits_spent: Decimal = Decimal(0)    # what the provider says this run's tasks cost
-    changed: int = 0              # items whose manifest entry changed since the last run
-    damaged: int = 0              # items left alone: their ledger records cannot be read
-    gave_up: dict[str, int] = field(default_factory=dict)  # create errors that outlasted retries
 
 
 class Context:

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 from batch_engine.catalog.images import LocalImage
 from batch_engine.config import Config
 from batch_engine.errors import AccountRefused, KieError
-from batch_engine.pipeline.context import Context, RunStats
+from batch_engine.pipeline.context import Context
+from batch_engine.pipeline.stats import RunStats
 from batch_engine.pipeline.download import Downloader
 from batch_engine.pipeline.plan import Decision, Plan, Step, changed_fields, recent_creates
 from batch_engine.pipeline.poll import Poller
