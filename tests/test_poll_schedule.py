@@ -5,11 +5,12 @@ from __future__ import annotations
 import heapq
 import random
 from dataclasses import dataclass
+from typing import Sequence
 
 import pytest
 
 from batch_engine.config import PollSettings
-from batch_engine.pacing.poll_schedule import PollSchedule, duration_of
+from batch_engine.pacing.poll_schedule import NEWS_FALLBACK, PRIOR_LEAD, PRIOR_MIN, PollSchedule, duration_of
 
 
 @dataclass
@@ -17,21 +18,24 @@ class Outcome:
     polls: float        # polls per task
     lags: list[float]   # per task: (noticed - finished) / generation time
     worst: float        # the largest lag as a share of what the target allows: max(30%, 3 s)
+    noticed: list[float]  # per task: its age when its end was seen
 
     @property
     def mean_lag(self) -> float:
         return sum(self.lags) / len(self.lags)
 
 
-def simulate(durations: list[float], *, apart: float = 0.0, callbacks: bool = False) -> Outcome:
+def simulate(durations: list[float], *, apart: float = 0.0, callbacks: bool = False,
+             prior: Sequence[float] = ()) -> Outcome:
     """Tasks created `apart` seconds after one another (0: all at once), each finishing after its
-    duration, checked as the poller checks them, on a simulated clock."""
+    duration, checked as the poller checks them, on a simulated clock; `prior`: durations of an
+    earlier run."""
     n = len(durations)
     born = [i * apart for i in range(n)]
-    schedule = PollSchedule(PollSettings(), callbacks=callbacks)
+    schedule = PollSchedule(PollSettings(), callbacks=callbacks, prior=prior)
     heap = [(born[i], i, -1) for i in range(n)]  # (time, task, plan); plan -1: the create
     gen, checks, polls, seen = [0] * n, [0] * n, [0] * n, [None] * n
-    lags, worst, open_ = [0.0] * n, [0.0] * n, set()
+    lags, worst, noticed, open_ = [0.0] * n, [0.0] * n, [0.0] * n, set()
     for _ in range(1_000_000):  # bounded; every step moves a task forward in time
         if not heap:
             break
@@ -50,7 +54,7 @@ def simulate(durations: list[float], *, apart: float = 0.0, callbacks: bool = Fa
             if age >= durations[i]:
                 open_.discard(i)
                 schedule.ended(born[i])
-                lags[i] = (age - durations[i]) / durations[i]
+                lags[i], noticed[i] = (age - durations[i]) / durations[i], age
                 worst[i] = (age - durations[i]) / max(0.3 * durations[i], 3.0)
                 if schedule.observe(durations[i]):  # first news: re-plan every task in flight
                     for j in open_:
@@ -60,7 +64,7 @@ def simulate(durations: list[float], *, apart: float = 0.0, callbacks: bool = Fa
             seen[i] = age
         heapq.heappush(heap, (now + schedule.next_check(age), i, gen[i]))
     assert not open_, "the simulation ran out of steps"
-    return Outcome(sum(polls) / n, lags, max(worst))
+    return Outcome(sum(polls) / n, lags, max(worst), noticed)
 
 
 def batch(seed: int, n: int, low: float) -> list[float]:
@@ -125,6 +129,19 @@ def test_small_batch_is_polled_at_every_check():
     assert many.should_poll(300.0, 0.0, 1, 1), "old tasks are polled without news"
 
 
+def test_a_few_tasks_are_checked_as_far_apart_as_the_target_allows():
+    """Before news, checks of a big batch come at ages growing by a tenth (each polls a few of
+    the batch); with eight tasks or fewer in flight every check polls each, so checks come at
+    ages growing by 26%: each is still noticed within 30%, at a third of the polls."""
+    few = PollSchedule(PollSettings())
+    for _ in range(5):
+        few.started(0.0)
+    assert few.next_check(40.0) == pytest.approx(0.26 * 40.0)
+    outcome = simulate(batch(3, 5, 120))
+    assert outcome.polls <= 20, outcome.polls  # 31 a task when they were checked as a big batch is
+    assert outcome.worst <= 1.0, outcome.worst
+
+
 def test_young_tasks_wait_while_the_oldest_are_sampled():
     """Before any news, a task much younger than the oldest in flight is not polled; the
     oldest are, in turn, and a task that ends leaves the cohort."""
@@ -155,6 +172,8 @@ def test_news_sets_the_first_poll_and_the_gaps():
     their age; once 32 have finished (20-51 s), the earliest finish is estimated below the
     shortest seen (19 s) and the first poll moves to 1.2x that."""
     schedule = PollSchedule(PollSettings())
+    for _ in range(50):
+        schedule.started(0.0)
     assert schedule.next_check(0.0) == pytest.approx(3.0)
     assert schedule.next_check(40.0) == pytest.approx(4.0)
     assert schedule.observe(20.0) is True
@@ -208,3 +227,53 @@ def test_the_tail_is_looked_at_closely():
     assert schedule.next_check(150.0) >= GROWTH * 150.0 - 1e-9
     assert schedule.next_check(10.0, tail=True) == pytest.approx(schedule.next_check(10.0))  # not before due
     assert PollSchedule(PollSettings(), callbacks=True).next_check(50.0, tail=True) >= 0.5 * 50.0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_prior_from_an_earlier_run_meets_the_targets_for_minutes_long_generations(seed):
+    """50 tasks of 2-4 min started together: about 7 polls a task from nothing (the sampling
+    before the first news), at most 4 with the durations of an earlier run of the same model
+    and settings (measured 3.5-3.96 over these seeds), every task noticed in time."""
+    durations = batch(seed, 50, 120)
+    assert simulate(durations).polls > 6.5
+    outcome = simulate(durations, prior=batch(1000 + seed, 64, 120))
+    assert outcome.polls <= 4.0, outcome.polls
+    assert outcome.worst <= 1.0, outcome.worst
+
+
+@pytest.mark.parametrize("n", [1, 5, 20])
+def test_a_prior_saves_most_for_a_small_rerun(n):
+    """The nightly re-run of a few failures: a third to a half of the polls."""
+    durations = batch(n, n, 120)
+    without, with_prior = simulate(durations), simulate(durations, prior=batch(99, 64, 120))
+    assert with_prior.polls <= 0.7 * without.polls, (with_prior.polls, without.polls)
+    assert with_prior.worst <= 1.0, with_prior.worst
+
+
+@pytest.mark.parametrize("faster", [3, 10])
+def test_a_provider_much_faster_than_the_prior_is_noticed_by_the_end_of_the_quiet(faster):
+    """If tonight's generations take a tenth of what the prior says, a sparse net (one poll a
+    round, at ages doubling) may miss the first ends: no task is noticed later than the quiet
+    part of the schedule ends (60% of the prior's shortest), plus a round; then the schedule
+    learns tonight's durations."""
+    prior = [faster * d for d in batch(7, 64, 20)]
+    durations = batch(8, 50, 20)
+    outcome = simulate(durations, prior=prior)
+    quiet_until = PRIOR_LEAD * min(prior)
+    assert all(age <= max(1.3 * d, 1.1 * quiet_until) for age, d in zip(outcome.noticed, durations)), \
+        max(age / d for age, d in zip(outcome.noticed, durations))
+
+
+def test_a_forged_prior_cannot_delay_the_looks_past_the_fallback():
+    """A durations file claiming days: the quiet part ends at the five-minute fallback anyway."""
+    schedule = PollSchedule(PollSettings(), prior=[86_400.0] * PRIOR_MIN)
+    assert schedule.quiet_until == NEWS_FALLBACK
+    durations = batch(4, 20, 30)
+    outcome = simulate(durations, prior=[86_400.0] * PRIOR_MIN)
+    assert max(outcome.noticed) <= 1.1 * NEWS_FALLBACK
+
+
+def test_too_few_earlier_durations_are_no_prior():
+    assert PollSchedule(PollSettings()).use_prior([120.0] * (PRIOR_MIN - 1)) is False
+    durations = batch(2, 50, 120)
+    assert simulate(durations, prior=[120.0] * (PRIOR_MIN - 1)) == simulate(durations)

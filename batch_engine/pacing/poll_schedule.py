@@ -12,6 +12,12 @@ saw running so recently that it would be noticed in time anyway. From then on a 
 polled at the earliest finish expected (the shortest duration seen, lowered by what the sample may
 have missed; the more have finished, the later, up to 1.2x that once 32 have), and afterwards at
 gaps of 26% of its age, so it is noticed within 26% of its generation time.
+The sampling before the first news costs most (about five polls a task for 50 tasks of 2-4 min:
+its price grows with the log of the age of the first finish, shared by the batch). A *prior*
+(durations of earlier runs in the same folder, same model and settings: `store.durations`) lets
+it begin at 60% of the shortest of them, with one poll a round at ages doubling before that as a
+safety net: a provider more than about twice as fast as the prior says is noticed late, at most
+until 60% of the prior's shortest (never later than five minutes).
 Simulated in tests/test_poll_schedule.py on batches spread over 2x, created all at once or at the
 provider's pace. A task older than five minutes with no news at all is polled regardless. With callbacks
 on, polling is only a slow fallback. No clock, no event loop: every method is told the time.
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
+from typing import Sequence
 
 from batch_engine.config import PollSettings
 
@@ -42,6 +49,10 @@ TAIL_GROWTH = 0.05      # ... each polled at gaps of this share of its age ...
 TAIL_GAP = 0.25         # ... and at least this many seconds (scaled) apart: the batch ends when its
                         # last video is ready, so a late notice there costs the whole batch
 NEWS_FALLBACK = 300.0   # seconds (scaled): without news, a task this old is polled regardless
+PRIOR_MIN = 8           # a prior: at least this many durations of earlier runs (same model, settings) ...
+PRIOR_LEAD = 0.6        # ... and the sampling before news begins at this share of the shortest; ...
+QUIET_GROWTH = 1.0      # ... before that, checks at ages growing by this share, each polling one of
+                        # the cohort (a safety net for a provider much faster than the prior says)
 CALLBACK_FACTOR = 3.0   # with callbacks: the fallback poll waits this many expected durations
 CALLBACK_FALLBACK = 600.0  # seconds (scaled): the same before any duration is known
 EPSILON = 1e-3          # seconds: a check due at an age is taken as at that age (float rounding)
@@ -61,19 +72,31 @@ def duration_of(said: float | None, seen: float | None, noticed: float) -> float
 
 
 class PollSchedule:
-    __slots__ = ("settings", "callbacks", "_durations", "_births", "_earliest", "_first")
+    __slots__ = ("settings", "callbacks", "_durations", "_births", "_earliest", "_first", "quiet_until")
 
-    def __init__(self, settings: PollSettings, *, callbacks: bool = False) -> None:
+    def __init__(self, settings: PollSettings, *, callbacks: bool = False, prior: Sequence[float] = ()) -> None:
+        """`prior`: generation seconds of earlier runs' tasks like these (see `use_prior`)."""
         self.settings = settings
         self.callbacks = callbacks                         # tasks report their end themselves
         self._durations: deque[float] = deque(maxlen=64)   # seconds, recently succeeded tasks
         self._births: list[float] = []                     # sorted creation times of tasks in flight
         self._earliest: float | None = None                # expected(): set by observe() only
         self._first: float | None = None                   # age of a task's first poll, the same
+        self.quiet_until = 0.0                             # age: before it, a prior says it is too soon
+        self.use_prior(prior)
 
     def __repr__(self) -> str:
         return (f"<PollSchedule expected={self.expected()} seen={len(self._durations)} "
                 f"in_flight={len(self._births)} callbacks={self.callbacks}>")
+
+    def use_prior(self, prior: Sequence[float]) -> bool:
+        """Durations of earlier runs' tasks of the same model and settings (at least PRIOR_MIN):
+        before any news, sampling starts at PRIOR_LEAD of the shortest, never later than
+        NEWS_FALLBACK, with only a sparse safety net before. True if the prior is used."""
+        if len(prior) < PRIOR_MIN:
+            return False
+        self.quiet_until = min(PRIOR_LEAD * min(prior), NEWS_FALLBACK * self.settings.scale)
+        return True
 
     def started(self, born: float) -> None:
         """A task created at `born` (any clock, the same for every call) is in flight."""
@@ -123,7 +146,11 @@ class PollSchedule:
             return FIRST_CHECK * scale - age
         if age >= NEWS_FALLBACK * scale:
             return max(min_gap, 0.5 * age)
-        return max(CHECK_GAP * scale, CHECK_GROWTH * age)
+        if age < self.quiet_until - EPSILON:  # a prior says it is too soon: a sparse safety net
+            return min(max(CHECK_GAP * scale, QUIET_GROWTH * age), self.quiet_until - age)
+        # a batch of a few: every check polls each, so checks as far apart as the target allows
+        growth = GROWTH if len(self._births) <= PER_CHECK else CHECK_GROWTH
+        return max(CHECK_GAP * scale, growth * age)
 
     def replan(self, age: float, seen: float | None = None) -> float:
         """At the first news: seconds until a task in flight should be looked at (0: now, as it
@@ -148,5 +175,6 @@ class PollSchedule:
         if born > cohort_from + EPSILON:
             return False
         peers = bisect.bisect_right(births, cohort_from + EPSILON)
-        every = max(1, round(peers / PER_CHECK))
+        # about eight of the cohort a round; one while a prior says it is too soon
+        every = peers if age < self.quiet_until - EPSILON else max(1, round(peers / PER_CHECK))
         return (order + check) % every == 0

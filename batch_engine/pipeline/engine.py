@@ -31,6 +31,7 @@ from batch_engine.pipeline.upload import Uploader
 from batch_engine.provider.callbacks import CallbackReceiver
 from batch_engine.provider.client import KieClient
 from batch_engine.states import State
+from batch_engine.store.durations import DurationBook
 from batch_engine.store.folder import set_aside
 from batch_engine.store.ledger import Item, Ledger, LedgerError, Resting
 from batch_engine.store.uploads import UploadBook
@@ -48,7 +49,8 @@ class Run:
         self.ctx = Context(config, ledger, client)
         self.uploader = Uploader(self.ctx, UploadBook(config.out_dir).load(), images or {})
         self.downloader = Downloader(self.ctx)
-        self.poller = Poller(self.ctx, self.downloader.enqueue, callbacks=config.callback_url is not None)
+        self.poller = Poller(self.ctx, self.downloader.enqueue, callbacks=config.callback_url is not None,
+                             book=DurationBook(config.out_dir).load())
         self.submitter = Submitter(self.ctx, self.poller.track, prepare=self.uploader.body_for)
         self.callbacks: CallbackReceiver | None = None
         if config.callback_url is not None and config.listen is not None:
@@ -69,6 +71,7 @@ class Run:
         """Queue each item at the stage its state says (after `apply_plan`)."""
         self.ctx.gate.seed(recent_creates(items, time.time(), self.ctx.config.rate.window))
         self.ctx.track(items)
+        self.poller.expect([item for item in items if item.state not in (State.SUCCEEDED, State.FAILED)])  # type: ignore[misc]
         for item in items:
             if item.state in (State.SUCCEEDED, State.FAILED):
                 continue

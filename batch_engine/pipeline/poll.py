@@ -20,12 +20,13 @@ from typing import Callable
 
 from batch_engine.errors import AccountRefused, KieError, RateLimited
 from batch_engine.pacing.poll_pace import PollGate
-from batch_engine.pacing.poll_schedule import TAIL_TASKS, PollSchedule, duration_of
+from batch_engine.pacing.poll_schedule import PRIOR_MIN, TAIL_TASKS, PollSchedule, duration_of
 from batch_engine.pacing.waits import wait_event
 from batch_engine.pipeline.context import Context
 from batch_engine.pipeline.outcomes import AfterPoll, PollOutcome, after_poll_error, after_task_info
 from batch_engine.provider.answers import TaskInfo
 from batch_engine.states import State
+from batch_engine.store.durations import DurationBook, profile_of
 from batch_engine.store.ledger import Item, now_iso
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,9 @@ class _Tracked:
 
 class Poller:
     def __init__(self, ctx: Context, to_download: Callable[[Item], None], workers: int = 8, *,
-                 callbacks: bool = False) -> None:
+                 callbacks: bool = False, book: DurationBook | None = None) -> None:
         self.ctx = ctx
+        self.book = book  # durations of earlier runs in this folder, and where this run's go
         self.to_download = to_download
         self.workers = workers
         self.schedule = PollSchedule(ctx.config.poll, callbacks=callbacks)
@@ -67,6 +69,16 @@ class Poller:
         due = self._heap[0][0] - time.monotonic() if self._heap else None
         return (f"<Poller tracked={len(self._tracked)} heap={len(self._heap)} due_queue={self._due.qsize()} "
                 f"next_in={due if due is None else round(due, 2)} {self.schedule!r} {self.gate!r}>")
+
+    def expect(self, items: list[Item]) -> None:
+        """The items this run will create or follow: with durations of earlier runs of their
+        model and settings in the folder, the schedule starts from them (`use_prior`)."""
+        if self.book is None or self.schedule.callbacks or not items:
+            return
+        prior = self.book.prior((profile_of(item.request) for item in items), PRIOR_MIN)
+        if self.schedule.use_prior(prior):
+            log.info("polling: %d durations of earlier runs here (shortest %.0f s); the first looks "
+                     "wait until %.0f s", len(prior), min(prior), self.schedule.quiet_until)
 
     def track(self, item: Item, delay: float | None = None) -> None:
         """Follow `item`'s task; look at it after `delay` seconds, or when the schedule says."""
@@ -227,12 +239,22 @@ class Poller:
         seen = tracked.seen_running - tracked.born if tracked.seen_running else None
         duration = duration_of(info.duration(), seen, time.monotonic() - tracked.born)
         self.ctx.durations.append(duration)
+        if self.book is not None and tracked.born >= self.ctx.started:  # created by this run:
+            self._record(item, duration)  # a resumed task's age includes the time nothing ran
         if self.schedule.observe(duration):
             now = time.monotonic()  # the first news: every task in flight gets a new plan
             for other in list(self._tracked.values()):
                 if other is not tracked:
                     seen = other.seen_running - other.born if other.seen_running else None
                     self.track(other.item, self.schedule.replan(now - other.born, seen))
+
+    def _record(self, item: Item, duration: float) -> None:
+        try:
+            self.book.record(profile_of(item.request), duration)  # type: ignore[union-attr]
+        except OSError as e:
+            log.warning("cannot write %s (%s): later runs will poll without this run's durations",
+                        self.book.path, e.strerror or e)  # type: ignore[union-attr]
+            self.book = None
 
     def _forget(self, item: Item) -> None:
         tracked = self._tracked.pop(item.id, None)

@@ -1,0 +1,115 @@
+"""How long generations took in this folder: `durations.jsonl`, one line per task that succeeded,
+appended as it happens: its generation profile (model, duration, resolution: what sets how long
+a generation takes), the seconds it took as the poller measured them, and when.
+
+A later run in the same folder (the nightly re-run of the failures and the rejects: a few long
+generations) reads the recent lines of the profiles it is about to poll and hands them to the
+poll schedule as a prior, so it does not have to find out again, at several polls a task, when
+the first video may be ready. Only the end of the file is read (the latest lines: MAX_READ
+bytes); a line that cannot be read, a figure out of range, or one older than MAX_AGE is skipped.
+The file is a hint, never trusted further: the schedule caps what a prior can delay (see
+`pacing.poll_schedule`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+DURATIONS_NAME = "durations.jsonl"
+MAX_READ = 256 * 1024      # bytes read from the end of the file (about 3,000 lines)
+MAX_AGE = 14 * 24 * 3600.0  # seconds a line stays worth reading (the provider's speed drifts)
+RECENT = 64                # durations kept a profile (the latest)
+LONGEST = 24 * 3600.0      # seconds: a figure above this (or not above zero) is not a duration
+
+
+def profile_of(request: Mapping[str, Any]) -> str:
+    """What sets a generation's length, as one text: the model and its duration and resolution
+    (absent for a model with fixed ones)."""
+    options = request.get("input")
+    options = options if isinstance(options, Mapping) else {}
+    return json.dumps([request.get("model"), options.get("duration"), options.get("resolution")])
+
+
+class DurationBook:
+    def __init__(self, out_dir: Path) -> None:
+        self.path = out_dir / DURATIONS_NAME
+        self.recent: dict[str, list[float]] = defaultdict(list)  # profile -> seconds, oldest first
+
+    def __repr__(self) -> str:
+        return f"<DurationBook {self.path} profiles={len(self.recent)}>"
+
+    def load(self, now: float | None = None) -> "DurationBook":
+        """The latest durations of each profile (a missing or unreadable file: none)."""
+        now = time.time() if now is None else now
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return self
+        try:
+            size = os.fstat(fd).st_size
+            start = max(0, size - MAX_READ)
+            data = os.pread(fd, min(size, MAX_READ), start)
+        except OSError:
+            return self
+        finally:
+            os.close(fd)
+        lines = data.split(b"\n")
+        if start > 0:
+            lines = lines[1:]  # the first is likely cut
+        for line in lines:
+            entry = _entry(line, now)
+            if entry is not None:
+                seconds = self.recent[entry[0]]
+                seconds.append(entry[1])
+                if len(seconds) > RECENT:
+                    del seconds[0]
+        return self
+
+    def prior(self, profiles: Iterable[str], least: int) -> list[float]:
+        """The recent durations of every profile named, or none at all if one has fewer than
+        `least` (a prior for part of a run would delay the looks at the rest)."""
+        found: list[float] = []
+        for profile in set(profiles):
+            seconds = self.recent.get(profile, [])
+            if len(seconds) < least:
+                return []
+            found.extend(seconds)
+        return found
+
+    def record(self, profile: str, seconds: float, at: float | None = None) -> None:
+        """Append one duration (not synced: a lost line costs a few polls, nothing else)."""
+        line = json.dumps({"profile": profile, "seconds": round(seconds, 2),
+                           "at": round(time.time() if at is None else at, 1)}) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+        seconds_of = self.recent[profile]
+        seconds_of.append(seconds)
+        if len(seconds_of) > RECENT:
+            del seconds_of[0]
+
+
+def _entry(line: bytes, now: float) -> tuple[str, float] | None:
+    """(profile, seconds) of a line, or None when it cannot be used."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    profile, seconds, at = record.get("profile"), record.get("seconds"), record.get("at")
+    if not isinstance(profile, str) or len(profile) > 500:
+        return None
+    if not all(type(x) in (int, float) and math.isfinite(x) for x in (seconds, at)):
+        return None
+    if not 0 < seconds <= LONGEST or not now - MAX_AGE <= at <= now + 3600:
+        return None
+    return profile, float(seconds)
