@@ -111,3 +111,33 @@ def test_15_a_full_disk_gives_one_clear_message_and_leaves_no_temp_file(serve, t
     again = run_cli(*args(tmp_path, 30), env=cli_env(served))
     assert again.returncode == 0, again.stderr
     assert served.read(lambda s: s.stats.create_calls) <= 30 + 1
+
+
+def test_a_fifo_or_a_folder_where_a_file_should_be_never_hangs_a_command(serve, tmp_path):
+    """A FIFO (or a folder, or a device) named like one of the folder's files would hang an open
+    or a read forever: each is refused or passed over with a message, and no command waits."""
+    served = serve()
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / "ledger.jsonl")
+    for argv in (("status", str(out)), ("status", str(out), "--json"), ("retry", str(out), *FAST)):
+        refused = run_cli(*argv, env=cli_env(served), timeout=30)
+        assert refused.returncode == 2, (argv, refused.stderr)
+        assert "not a regular file" in refused.stderr and "Traceback" not in refused.stderr
+    ran = run_cli(*args(tmp_path, 2), env=cli_env(served), timeout=30)
+    assert ran.returncode == 2 and "not a regular file" in ran.stderr
+    assert served.read(lambda s: s.stats.create_calls) == 0, "nothing is sent from an unusable folder"
+    (out / "ledger.jsonl").unlink()
+
+    (out / ".batch-engine.lock").unlink()  # left by the refused run
+    os.mkfifo(out / ".batch-engine.lock")
+    locked = run_cli(*args(tmp_path, 2), env=cli_env(served), timeout=30)
+    assert locked.returncode == 2 and "anything but a file" in locked.stderr
+    (out / ".batch-engine.lock").unlink()
+
+    os.mkfifo(out / "durations.jsonl")  # a hint only: the run goes on without it
+    os.mkfifo(out / "uploads.jsonl")    # read as none; nothing is uploaded by this catalog
+    done = run_cli(*args(tmp_path, 2), env=cli_env(served), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "durations.jsonl" in (out / "batch-engine.log").read_text()
+    assert sorted(r["state"] for r in status(out, cli_env(served))["items"]) == ["succeeded", "succeeded"]

@@ -21,6 +21,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from batch_engine.store.folder import open_file
+
 DURATIONS_NAME = "durations.jsonl"
 MAX_READ = 256 * 1024      # bytes read from the end of the file (about 3,000 lines)
 MAX_AGE = 14 * 24 * 3600.0  # seconds a line stays worth reading (the provider's speed drifts)
@@ -48,8 +50,8 @@ class DurationBook:
         """The latest durations of each profile (a missing or unreadable file: none)."""
         now = time.time() if now is None else now
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:
+            fd = open_file(self.path, os.O_RDONLY)
+        except OSError:  # none yet, or not a file
             return self
         try:
             size = os.fstat(fd).st_size
@@ -86,7 +88,7 @@ class DurationBook:
         """Append one duration (not synced: a lost line costs a few polls, nothing else)."""
         line = json.dumps({"profile": profile, "seconds": round(seconds, 2),
                            "at": round(time.time() if at is None else at, 1)}) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        fd = open_file(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             os.write(fd, line.encode())
         finally:

@@ -9,6 +9,7 @@ opened with O_NOFOLLOW, temp files created fresh, a linked sub-folder replaced b
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -94,6 +95,21 @@ def publish(part: Path, final: Path) -> None:
     """Give a verified file its final name, durably."""
     os.replace(part, final)
     fsync_dir(final.parent)
+
+
+def open_file(path: Path, flags: int, mode: int = 0o644) -> int:
+    """A descriptor of the regular file at `path` (os.open's `flags`), never through a link.
+    Anything else that may stand there (a FIFO that would hang the open or every read, a device,
+    a folder) is refused with OSError: opened without blocking, checked, then made blocking."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, mode)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def open_new(path: Path) -> int:

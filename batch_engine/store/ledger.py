@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 import orjson
 
 from batch_engine.states import State, check_transition
-from batch_engine.store.folder import write_atomic
+from batch_engine.store.folder import open_file, write_atomic
 from batch_engine.store.item import Item, now_iso
 from batch_engine.store.replay import Replayed, replay, thaw
 from batch_engine.store.resting import Resting
@@ -72,7 +72,7 @@ def _load(out_dir: Path, *, rest: bool = False) -> Replayed:
 def open_to_read(path: Path) -> int | None:
     """A descriptor of the ledger to read (None: there is none yet); never through a link."""
     try:
-        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        return open_file(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     except OSError as e:
@@ -133,7 +133,7 @@ class Ledger:
             self.items, self.damaged, self._kept = loaded.items, loaded.damaged, loaded.kept
             if not loaded.compact:
                 self._compact()
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            self._fd = open_file(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         except OSError as e:
             self.close()
             raise FolderUnusable(f"cannot use the output folder {self.out_dir}: {e.strerror or e}") from None
@@ -238,10 +238,10 @@ class Ledger:
 
     def _lock(self) -> None:
         try:
-            fd = os.open(self.out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            fd = open_file(self.out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT)
         except OSError as e:
             raise LedgerError(f"cannot use the lock file {self.out_dir / LOCK_NAME}: {e.strerror or e}"
-                              " (a symbolic link there is refused: remove it)") from None
+                              " (a symbolic link, or anything but a file, there is refused: remove it)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from batch_engine.store.folder import open_file
+
 UPLOADS_NAME = "uploads.jsonl"
 MAX_AGE = 24 * 3600.0  # seconds an upload is re-used
 
@@ -37,8 +39,9 @@ class UploadBook:
 
     def load(self) -> "UploadBook":
         try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
+            with open(open_file(self.path, os.O_RDONLY), "rb") as f:
+                data = f.read()
+        except OSError:  # none yet, or not a file: every upload is made again
             return self
         for line in data.splitlines():
             try:
@@ -60,7 +63,7 @@ class UploadBook:
     def record(self, upload: Upload) -> None:
         line = (json.dumps({"sha256": upload.sha256, "path": upload.path, "url": upload.url,
                             "uploaded_at": upload.uploaded_at}) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        fd = open_file(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             os.write(fd, line)
         finally:
