@@ -14,6 +14,7 @@ from hypothesis import given, settings, strategies as st
 
 from batch_engine.pipeline.plan import Step, plan_retry
 from batch_engine.store.folder import file_sizes
+from batch_engine.store.mark import MARK_NAME
 from batch_engine.store.ledger import LEDGER_NAME, Ledger
 from batch_engine.store.sizes import HELPER_FROM, FolderSizes, parse
 
@@ -121,7 +122,8 @@ def test_a_big_ledger_has_its_folder_read_by_the_helper(tmp_path):
     with Ledger(out) as ledger:
         files = ledger.file_sizes()
         assert ledger._sizes is not None and ledger._sizes.source == "helper"
-        assert files == file_sizes(out)
+        # the compaction mark is written by the load, after the helper read the folder
+        assert files == {name: size for name, size in file_sizes(out).items() if name != MARK_NAME}
         steps = {d.item_id: d.step for d in plan_retry(ledger.items, files, ledger.damaged).decisions}
     assert steps["sku-00007"] is steps["sku-00008"] is Step.REFETCH
     assert sum(step is Step.SKIP for step in steps.values()) == 5998

@@ -5,8 +5,11 @@ first counts each item's lines (decoding nothing but `id`); the second decodes t
 shows straight into a `Brief` (msgspec: the other fields skipped, every type checked as it is
 decoded), checks what `item.record_problem` checks beyond types, and hands each item on at its
 last line. Only items whose record is spread over several lines (a run going on, or a ledger not
-compacted yet) are held until then, so a compacted ledger streams in its own order. An item with
-an unusable line is left out, as a run leaves it, and named in the log.
+compacted yet) are held until then, so a compacted ledger streams in its own order. The part of
+the file the compaction mark (`store.mark`) says holds one line per item is left out of the
+first pass: only the lines after it are counted. An item with an unusable line is left out, as a
+run leaves it, and named in the log; so is a repeated line in the marked part (a stale or forged
+mark), after the item's first.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from msgspec import UNSET, UnsetType
 from batch_engine.collector import paused
 from batch_engine.store.ledger import LEDGER_NAME, LedgerError, open_to_read
 from batch_engine.store.lines import Decoded, id_of, problem
+from batch_engine.store.mark import compact_length
 
 log = logging.getLogger(__name__)
 
@@ -75,25 +79,29 @@ def read_briefs(out_dir: Path) -> Iterator[Brief]:
         raise LedgerError(f"no ledger in {out_dir} (looked for {out_dir / LEDGER_NAME})")
     try:
         size = os.fstat(fd).st_size
-        with open(os.dup(fd), "rb", buffering=0) as file:
-            left = Counter(record.id for _, _, record, _ in Decoded(file, _Id, size) if isinstance(record, _Id))
+        head = compact_length(out_dir, fd, size)  # bytes holding one line per item (0: not known)
+        os.lseek(fd, head, os.SEEK_SET)
+        with open(os.dup(fd), "rb", buffering=0) as file:  # the lines after them
+            left = Counter(record.id for _, _, record, _ in Decoded(file, _Id, size - head) if isinstance(record, _Id))
         os.lseek(fd, 0, os.SEEK_SET)
     except BaseException:
         os.close(fd)
         raise
-    return _second_pass(open(fd, "rb", buffering=0), size, left)
+    return _second_pass(open(fd, "rb", buffering=0), size, left, head)
 
 
-def _second_pass(file: BinaryIO, size: int, left: Counter[str]) -> Iterator[Brief]:
+def _second_pass(file: BinaryIO, size: int, left: Counter[str], head: int) -> Iterator[Brief]:
     with paused(), file:  # see collector.py
-        yield from _fold(iter(Decoded(file, Brief, size)), left)
+        yield from _fold(iter(Decoded(file, Brief, size)), left, head)
 
 
-def _fold(lines: Iterator[tuple[int, int, Brief | str, bytes]], left: Counter[str]) -> Iterator[Brief]:
+def _fold(lines: Iterator[tuple[int, int, Brief | str, bytes]], left: Counter[str], head: int) -> Iterator[Brief]:
+    """`left`: each item's lines from byte `head` on; before it, one line an item."""
     held: dict[str, Brief] = {}   # items with lines still to come
     damaged: set[str] = set()
+    in_head: set[str] = set()     # items seen in the part marked one line an item
     problems = 0
-    for number, _, brief, line in lines:
+    for number, offset, brief, line in lines:
         if isinstance(brief, str):  # cannot be decoded: why
             item_id = id_of(line)
             if item_id is not None:
@@ -102,7 +110,14 @@ def _fold(lines: Iterator[tuple[int, int, Brief | str, bytes]], left: Counter[st
             problems = _report(problems, number, brief)
             continue
         item_id = brief.id
-        left[item_id] -= 1
+        if offset < head:
+            if item_id in in_head:  # the mark is stale or forged: this item's first line came
+                problems = _report(problems, number, f"item {item_id[:60]!r} repeats in the part of the "
+                                   "ledger marked compact", "the line is left out")
+                continue
+            in_head.add(item_id)
+        else:
+            left[item_id] -= 1
         if item_id in damaged:
             continue
         known = held.get(item_id)
@@ -129,8 +144,8 @@ def _fold(lines: Iterator[tuple[int, int, Brief | str, bytes]], left: Counter[st
         log.warning("ledger: %d more unreadable lines; their items are left out", problems - 20)
 
 
-def _report(problems: int, number: int, why: str) -> int:
+def _report(problems: int, number: int, why: str, outcome: str = "the item is left out") -> int:
     if problems < 20:
         where = f"line {number}: " if number else ""
-        log.warning("ledger: %s%s; the item is left out", where, why)
+        log.warning("ledger: %s%s; %s", where, why, outcome)
     return problems + 1

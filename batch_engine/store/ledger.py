@@ -24,6 +24,7 @@ import orjson
 from batch_engine.states import State, check_transition
 from batch_engine.store.folder import open_file, write_atomic
 from batch_engine.store.item import Item, now_iso
+from batch_engine.store.mark import compact_length, write_mark
 from batch_engine.store.replay import Replayed, replay, thaw
 from batch_engine.store.resting import Resting
 from batch_engine.store.sizes import HELPER_FROM, FolderSizes
@@ -133,6 +134,8 @@ class Ledger:
             self.items, self.damaged, self._kept = loaded.items, loaded.damaged, loaded.kept
             if not loaded.compact:
                 self._compact()
+            elif self._read_fd is not None:
+                self._mark(self._read_fd, os.fstat(self._read_fd).st_size)
             self._fd = open_file(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         except OSError as e:
             self.close()
@@ -257,16 +260,17 @@ class Ledger:
         """Rewrite the ledger as one line per item, atomically; drops torn lines. The line of an
         item at rest is copied as it is, and where it now lies noted once the new file is in place."""
         moved: list[tuple[Resting, int]] = []
+        head = 0  # bytes of the items' lines (the lines kept as they are come after them)
 
         def lines() -> Iterator[bytes]:
-            offset = 0
+            nonlocal head
             for item in self.items.values():
                 if isinstance(item, Resting):
                     line = os.pread(self._read_fd, item.length, item.offset)  # type: ignore[arg-type]
-                    moved.append((item, offset))
+                    moved.append((item, head))
                 else:
                     line = item.to_line()
-                offset += len(line) + 1
+                head += len(line) + 1
                 yield line + b"\n"
             for line in self._kept:
                 yield line + b"\n"
@@ -278,3 +282,19 @@ class Ledger:
             self._read_fd = None
         if moved:
             self._read_fd = open_to_read(self.path)
+        self._mark(self._read_fd, head)
+
+    def _mark(self, fd: int | None, length: int) -> None:
+        """Note that the first `length` bytes of the ledger (`fd`, or the file at its path) are
+        one line per item (`store.mark`)."""
+        try:
+            own = fd is None
+            fd = open_file(self.path, os.O_RDONLY) if fd is None else fd
+            try:
+                if compact_length(self.out_dir, fd, length) != length:
+                    write_mark(self.out_dir, fd, length)
+            finally:
+                if own:
+                    os.close(fd)
+        except OSError as e:  # only status reads it, and reads the ledger without it
+            log.debug("could not write the compaction mark: %s", e)
