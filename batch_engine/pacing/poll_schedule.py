@@ -15,9 +15,9 @@ gaps of 26% of its age, so it is noticed within 26% of its generation time.
 The sampling before the first news costs most (about five polls a task for 50 tasks of 2-4 min:
 its price grows with the log of the age of the first finish, shared by the batch). A *prior*
 (durations of earlier runs in the same folder, same model and settings: `store.durations`) lets
-it begin at 60% of the shortest of them, with one poll a round at ages doubling before that as a
+it begin at 65% of the shortest of them, with one poll a round at ages doubling before that as a
 safety net: a provider more than about twice as fast as the prior says is noticed late, at most
-until 60% of the prior's shortest (never later than five minutes).
+until 65% of the prior's shortest (never later than five minutes).
 Simulated in tests/test_poll_schedule.py on batches spread over 2x, created all at once or at the
 provider's pace. A task older than five minutes with no news at all is polled regardless. With callbacks
 on, polling is only a slow fallback. No clock, no event loop: every method is told the time.
@@ -50,7 +50,7 @@ TAIL_GAP = 0.25         # ... and at least this many seconds (scaled) apart: the
                         # last video is ready, so a late notice there costs the whole batch
 NEWS_FALLBACK = 300.0   # seconds (scaled): without news, a task this old is polled regardless
 PRIOR_MIN = 8           # a prior: at least this many durations of earlier runs (same model, settings) ...
-PRIOR_LEAD = 0.6        # ... and the sampling before news begins at this share of the shortest; ...
+PRIOR_LEAD = 0.65       # ... and the sampling before news begins at this share of the shortest; ...
 QUIET_GROWTH = 1.0      # ... before that, checks at ages growing by this share, each polling one of
                         # the cohort (a safety net for a provider much faster than the prior says)
 CALLBACK_FACTOR = 3.0   # with callbacks: the fallback poll waits this many expected durations
