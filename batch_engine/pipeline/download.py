@@ -23,7 +23,7 @@ from batch_engine.pipeline.outcomes import AfterDownload, after_download_error, 
 from batch_engine.states import State
 from batch_engine.store.folder import PARTIAL_DIR, move_aside, part_path, publish, real_dir, video_name
 from batch_engine.store.ledger import Item, now_iso
-from batch_engine.store.partial import hash_file, part_size, write_part
+from batch_engine.store.partial import hash_file, part_size, write_part, write_whole
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +120,12 @@ class Downloader:
                            finished_at=now_iso())
         ctx.rest(item)
 
-    def _publish(self, item: Item, part: Path) -> None:
-        """Give the verified video its name; a file that stood there (the user's own, another
+    def _publish(self, item: Item, part: Path, whole: bytes | None = None) -> None:
+        """Give the verified video its name (`whole`: its bytes, not yet written: written to the
+        part first, in the same thread job); a file that stood there (the user's own, another
         tool's, or a damaged earlier download) is moved to .replaced/, never overwritten."""
+        if whole is not None:
+            write_whole(part, 0, whole)
         moved = move_aside(self.ctx.config.out_dir, item.id)
         if moved is not None:
             log.warning("item %s: a file was already at %s; it was moved to %s", item.id,
@@ -138,7 +141,7 @@ class Downloader:
         have = part_size(part)
         try:
             async with self.ctx.client.open_file(url, offset=have) as stream:
-                size, digest, head = await write_part(part, stream.start, stream.chunks)
+                size, digest, head, whole = await write_part(part, stream.start, stream.chunks)
                 total, content_type = stream.total, stream.content_type
         except RangeNotSatisfiable as e:
             if e.total != have:  # the part is not the whole file: start over
@@ -146,11 +149,12 @@ class Downloader:
                 raise
             digest = hashlib.sha256()  # killed after the last byte, before the rename
             head = await hash_file(part, digest)
-            size, total, content_type = have, e.total, ""
+            size, total, content_type, whole = have, e.total, "", None
         try:
             verify(item.id, head, size, total, content_type)
         except BadVideo:
-            await aiofiles.os.remove(part)
+            if whole is None:
+                await aiofiles.os.remove(part)
             raise
-        await asyncio.to_thread(self._publish, item, part)
+        await asyncio.to_thread(self._publish, item, part, whole)
         return size, digest.hexdigest()

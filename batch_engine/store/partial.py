@@ -37,11 +37,14 @@ def _no_follow(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW, 0o644)
 
 
-async def write_part(part: Path, start: int, chunks: AsyncIterator[bytes]) -> tuple[int, "hashlib._Hash", bytes]:
+async def write_part(part: Path, start: int, chunks: AsyncIterator[bytes]) -> tuple[int, "hashlib._Hash", bytes, bytes | None]:
     """Write what the host sends to the part file (after what it holds, when resuming),
     hashing it and keeping the file's first bytes; fsync before returning. Bytes are written
-    in blocks of WRITE_BLOCK through aiofiles; a file smaller than one block is written by a
-    single thread job (each aiofiles call is a trip to a thread, and a catalog has many)."""
+    in blocks of WRITE_BLOCK through aiofiles. A whole file smaller than one block is not
+    written here but returned (the last value; None otherwise): the caller checks it, then
+    writes it and gives it its name in one thread job (`write_whole`): each trip to a thread
+    costs about half a millisecond of CPU, and a catalog has many small files. If the stream
+    breaks first, what came is written to the part, for a Range resume."""
     digest = hashlib.sha256()
     head = await hash_file(part, digest) if start else b""
     size = start
@@ -62,8 +65,11 @@ async def write_part(part: Path, start: int, chunks: AsyncIterator[bytes]) -> tu
                 await file.write(bytes(pending))
                 pending.clear()
         if file is None:
+            if not start:
+                whole, pending = bytes(pending), bytearray()
+                return size, digest, head, whole
             data, pending = bytes(pending), bytearray()
-            await asyncio.to_thread(_write_all, part, start, data)
+            await asyncio.to_thread(write_whole, part, start, data)
         else:
             await file.write(bytes(pending))
             await asyncio.to_thread(os.fsync, file.fileno())
@@ -71,11 +77,12 @@ async def write_part(part: Path, start: int, chunks: AsyncIterator[bytes]) -> tu
         if file is not None:
             await file.close()
         elif pending:  # cut off before the first block: keep what came, for a Range resume
-            await asyncio.to_thread(_write_all, part, start, bytes(pending))
-    return size, digest, head
+            await asyncio.to_thread(write_whole, part, start, bytes(pending))
+    return size, digest, head, None
 
 
-def _write_all(part: Path, start: int, data: bytes) -> None:
+def write_whole(part: Path, start: int, data: bytes) -> None:
+    """Write `data` into the part file from `start` (truncating there) and fsync it."""
     with open(part, "r+b" if start else "wb", opener=_no_follow) as f:
         f.seek(start)
         f.truncate()
