@@ -71,7 +71,8 @@ class Run:
         """Queue each item at the stage its state says (after `apply_plan`)."""
         self.ctx.gate.seed(recent_creates(items, time.time(), self.ctx.config.rate.window))
         self.ctx.track(items)
-        self.poller.expect([item for item in items if item.state not in (State.SUCCEEDED, State.FAILED)])  # type: ignore[misc]
+        self.poller.expect([item for item in items
+                            if isinstance(item, Item) and item.state not in (State.SUCCEEDED, State.FAILED)])
         for item in items:
             if item.state in (State.SUCCEEDED, State.FAILED):
                 continue

@@ -39,7 +39,7 @@ def _no_follow(path: str, flags: int) -> int:
 
 async def write_part(part: Path, start: int, chunks: AsyncIterator[bytes]) -> tuple[int, "hashlib._Hash", bytes, bytes | None]:
     """Write what the host sends to the part file (after what it holds, when resuming),
-    hashing it and keeping the file's first bytes; fsync before returning. Bytes are written
+    hashing it and keeping the file's first bytes; synced before returning. Bytes are written
     in blocks of WRITE_BLOCK through aiofiles. A whole file smaller than one block is not
     written here but returned (the last value; None otherwise): the caller checks it, then
     writes it and gives it its name in one thread job (`write_whole`): each trip to a thread
