@@ -239,8 +239,8 @@ class Poller:
         seen = tracked.seen_running - tracked.born if tracked.seen_running else None
         duration = duration_of(info.duration(), seen, time.monotonic() - tracked.born)
         self.ctx.durations.append(duration)
-        if self.book is not None and tracked.born >= self.ctx.started:  # created by this run:
-            self._record(item, duration)  # a resumed task's age includes the time nothing ran
+        if tracked.born >= self.ctx.started:  # created by this run: a resumed task's age
+            self._record(item, duration)     # includes the time nothing ran
         if self.schedule.observe(duration):
             now = time.monotonic()  # the first news: every task in flight gets a new plan
             for other in list(self._tracked.values()):
@@ -249,11 +249,15 @@ class Poller:
                     self.track(other.item, self.schedule.replan(now - other.born, seen))
 
     def _record(self, item: Item, duration: float) -> None:
+        """Keep a success's duration for later runs in this folder (`store.durations`)."""
+        book = self.book
+        if book is None:
+            return
         try:
-            self.book.record(profile_of(item.request), duration)  # type: ignore[union-attr]
+            book.record(profile_of(item.request), duration)
         except OSError as e:
             log.warning("cannot write %s (%s): later runs will poll without this run's durations",
-                        self.book.path, e.strerror or e)  # type: ignore[union-attr]
+                        book.path, e.strerror or e)
             self.book = None
 
     def _forget(self, item: Item) -> None:
