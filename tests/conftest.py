@@ -19,8 +19,8 @@ from batch_engine.config import Rate
 from batch_engine.sandbox import Sandbox, SandboxSettings, SandboxThread
 from tests.hostile import Hostile, HostileThread
 
-# A suite started as a background job by a non-interactive shell (`pytest ... &` in a script, or
-# nohup) inherits SIGINT ignored, and so would every engine it starts: the engine rightly keeps
+# A suite started as a background job by a shell without job control (`pytest ... &` in a
+# script) inherits SIGINT ignored, and so would every engine it starts: the engine rightly keeps
 # an ignored SIGINT ignored, and the Ctrl-C tests would find it deaf. They test what a terminal
 # gives, so the suite takes the default back for itself and its children.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -106,6 +107,33 @@ def test_interrupt_exits_130_and_resumes(serve, tmp_path, sig):
     done = run_cli(*args, env=cli_env(served))
     assert done.returncode == 0, done.stderr
     assert sorted(served.read(lambda s: s.creates_per_item()).values()) == [1] * 10
+
+
+def test_a_run_started_with_sigint_ignored_keeps_it_ignored_and_stops_on_sigterm(serve, tmp_path):
+    """A background job of a script inherits SIGINT ignored: the engine keeps it so (the run
+    goes on to the end), and SIGTERM still stops such a run the usual way."""
+    served = serve(gen_time=(1.0, 2.0))
+    out, manifest = tmp_path / "out", write_manifest(tmp_path / "m.yaml", 6)
+    args = ("run", str(manifest), "--out", str(out), "--rate", "200/1s", *FAST)
+    ignoring = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                "os.execv(sys.executable, [sys.executable, '-m', 'batch_engine', *sys.argv[1:]])")
+    proc = subprocess.Popen([sys.executable, "-c", ignoring, *args], env=cli_env(served),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: in_state(out, "running") >= 3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        stop(proc)
+    assert proc.returncode == 0, err
+    assert in_state(out, "succeeded") == 6
+
+    second = write_manifest(tmp_path / "m2.yaml", 6, prefix="more")
+    proc = subprocess.Popen([sys.executable, "-c", ignoring, "run", str(second), "--out", str(out), "--rate",
+                             "200/1s", *FAST], env=cli_env(served), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    err = interrupt(proc, lambda: in_state(out, "running") >= 3, signal.SIGTERM)
+    assert proc.returncode == 130, err
 
 
 def test_second_run_on_the_same_folder_is_refused(serve, tmp_path):
