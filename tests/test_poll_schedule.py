@@ -32,7 +32,8 @@ def simulate(durations: list[float], *, apart: float = 0.0, callbacks: bool = Fa
     earlier run."""
     n = len(durations)
     born = [i * apart for i in range(n)]
-    schedule = PollSchedule(PollSettings(), callbacks=callbacks, prior=prior)
+    schedule = PollSchedule(PollSettings(), callbacks=callbacks)
+    schedule.use_prior(prior)
     heap = [(born[i], i, -1) for i in range(n)]  # (time, task, plan); plan -1: the create
     gen, checks, polls, seen = [0] * n, [0] * n, [0] * n, [None] * n
     lags, worst, noticed, open_ = [0.0] * n, [0.0] * n, [0.0] * n, set()
@@ -267,7 +268,8 @@ def test_a_provider_much_faster_than_the_prior_is_noticed_by_the_end_of_the_quie
 
 def test_a_forged_prior_cannot_delay_the_looks_past_the_fallback():
     """A durations file claiming days: the quiet part ends at the five-minute fallback anyway."""
-    schedule = PollSchedule(PollSettings(), prior=[86_400.0] * PRIOR_MIN)
+    schedule = PollSchedule(PollSettings())
+    assert schedule.use_prior([86_400.0] * PRIOR_MIN) is True
     assert schedule.quiet_until == NEWS_FALLBACK
     durations = batch(4, 20, 30)
     outcome = simulate(durations, prior=[86_400.0] * PRIOR_MIN)

@@ -74,8 +74,7 @@ def duration_of(said: float | None, seen: float | None, noticed: float) -> float
 class PollSchedule:
     __slots__ = ("settings", "callbacks", "_durations", "_births", "_earliest", "_first", "quiet_until")
 
-    def __init__(self, settings: PollSettings, *, callbacks: bool = False, prior: Sequence[float] = ()) -> None:
-        """`prior`: generation seconds of earlier runs' tasks like these (see `use_prior`)."""
+    def __init__(self, settings: PollSettings, *, callbacks: bool = False) -> None:
         self.settings = settings
         self.callbacks = callbacks                         # tasks report their end themselves
         self._durations: deque[float] = deque(maxlen=64)   # seconds, recently succeeded tasks
@@ -83,7 +82,6 @@ class PollSchedule:
         self._earliest: float | None = None                # expected(): set by observe() only
         self._first: float | None = None                   # age of a task's first poll, the same
         self.quiet_until = 0.0                             # age: before it, a prior says it is too soon
-        self.use_prior(prior)
 
     def __repr__(self) -> str:
         return (f"<PollSchedule expected={self.expected()} seen={len(self._durations)} "

@@ -17,14 +17,14 @@ import json
 import math
 import os
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from batch_engine.store.folder import open_file
+from batch_engine.store.folder import append, open_file
 
 DURATIONS_NAME = "durations.jsonl"
-MAX_READ = 256 * 1024      # bytes read from the end of the file (about 3,000 lines)
+MAX_READ = 256 * 1024      # bytes read from the end of the file (about 2,600 lines of 100 bytes)
 MAX_AGE = 14 * 24 * 3600.0  # seconds a line stays worth reading (the provider's speed drifts)
 RECENT = 64                # durations kept a profile (the latest)
 LONGEST = 24 * 3600.0      # seconds: a figure above this (or not above zero) is not a duration
@@ -41,14 +41,15 @@ def profile_of(request: Mapping[str, Any]) -> str:
 class DurationBook:
     def __init__(self, out_dir: Path) -> None:
         self.path = out_dir / DURATIONS_NAME
-        self.recent: dict[str, list[float]] = defaultdict(list)  # profile -> seconds, oldest first
+        # profile -> its latest durations in seconds, oldest first
+        self.recent: defaultdict[str, deque[float]] = defaultdict(lambda: deque(maxlen=RECENT))
 
     def __repr__(self) -> str:
         return f"<DurationBook {self.path} profiles={len(self.recent)}>"
 
-    def load(self, now: float | None = None) -> "DurationBook":
+    def load(self) -> "DurationBook":
         """The latest durations of each profile (a missing or unreadable file: none)."""
-        now = time.time() if now is None else now
+        now = time.time()
         try:
             fd = open_file(self.path, os.O_RDONLY)
         except OSError:  # none yet, or not a file
@@ -67,10 +68,7 @@ class DurationBook:
         for line in lines:
             entry = _entry(line, now)
             if entry is not None:
-                seconds = self.recent[entry[0]]
-                seconds.append(entry[1])
-                if len(seconds) > RECENT:
-                    del seconds[0]
+                self.recent[entry[0]].append(entry[1])
         return self
 
     def prior(self, profiles: Iterable[str], least: int) -> list[float]:
@@ -78,25 +76,17 @@ class DurationBook:
         `least` (a prior for part of a run would delay the looks at the rest)."""
         found: list[float] = []
         for profile in set(profiles):
-            seconds = self.recent.get(profile, [])
+            seconds = self.recent.get(profile, ())
             if len(seconds) < least:
                 return []
             found.extend(seconds)
         return found
 
-    def record(self, profile: str, seconds: float, at: float | None = None) -> None:
+    def record(self, profile: str, seconds: float) -> None:
         """Append one duration (not synced: a lost line costs a few polls, nothing else)."""
-        line = json.dumps({"profile": profile, "seconds": round(seconds, 2),
-                           "at": round(time.time() if at is None else at, 1)}) + "\n"
-        fd = open_file(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        try:
-            os.write(fd, line.encode())
-        finally:
-            os.close(fd)
-        seconds_of = self.recent[profile]
-        seconds_of.append(seconds)
-        if len(seconds_of) > RECENT:
-            del seconds_of[0]
+        line = json.dumps({"profile": profile, "seconds": round(seconds, 2), "at": round(time.time(), 1)})
+        append(self.path, line.encode() + b"\n")
+        self.recent[profile].append(seconds)
 
 
 def _entry(line: bytes, now: float) -> tuple[str, float] | None:

@@ -112,6 +112,16 @@ def open_file(path: Path, flags: int, mode: int = 0o644) -> int:
     return fd
 
 
+def append(path: Path, data: bytes) -> None:
+    """Append `data` to the regular file at `path` (created if missing) in one write, not synced:
+    for the folder's small logs of their own (uploads, durations)."""
+    fd = open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
 def open_new(path: Path) -> int:
     """A descriptor of a fresh file at `path`: whatever stood there (a leftover, a planted link)
     is removed first, and the file is created exclusively, never through a link."""

@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from batch_engine.store.folder import open_file, open_new
+from batch_engine.store.folder import open_file, write_atomic
 
 MARK_NAME = ".batch-engine.compact"
 CHECKED = 64 * 1024  # bytes before the end of the marked part whose hash the mark holds
@@ -26,16 +26,12 @@ CHECKED = 64 * 1024  # bytes before the end of the marked part whose hash the ma
 
 def write_mark(out_dir: Path, fd: int, length: int) -> None:
     """Mark the first `length` bytes of the ledger `fd` is open on as one whole line per item
-    (its caller knows they are). Not synced: a mark lost in a crash only costs status a pass."""
+    (its caller knows they are)."""
     if length <= 0:
         return
     info = os.fstat(fd)
     mark = {"device": info.st_dev, "inode": info.st_ino, "length": length, "tail": _tail_hash(fd, length)}
-    path = out_dir / MARK_NAME
-    tmp = path.with_name(path.name + ".tmp")
-    with open(open_new(tmp), "wb") as f:
-        f.write(json.dumps(mark).encode())
-    os.replace(tmp, path)
+    write_atomic(out_dir / MARK_NAME, json.dumps(mark).encode())
 
 
 def compact_length(out_dir: Path, fd: int, size: int) -> int:

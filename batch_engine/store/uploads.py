@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from batch_engine.store.folder import open_file
+from batch_engine.store.folder import append, open_file
 
 UPLOADS_NAME = "uploads.jsonl"
 MAX_AGE = 24 * 3600.0  # seconds an upload is re-used
@@ -63,10 +63,6 @@ class UploadBook:
     def record(self, upload: Upload) -> None:
         line = (json.dumps({"sha256": upload.sha256, "path": upload.path, "url": upload.url,
                             "uploaded_at": upload.uploaded_at}) + "\n").encode()
-        fd = open_file(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+        append(self.path, line)
         self.latest[upload.sha256] = upload
         self.count += 1
