@@ -23,6 +23,7 @@ import logging
 from typing import Any
 
 from batch_engine.version import __version__
+
 __all__ = ["BatchInputError", "BatchResult", "__version__", "run_batch", "run_batch_async"]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

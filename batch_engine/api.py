@@ -17,26 +17,28 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+from batch_engine.catalog.images import LocalImage
 from batch_engine.catalog.items import ItemSpec
 from batch_engine.catalog.select import select
-from batch_engine.catalog.images import LocalImage
-from batch_engine.config import (DEFAULT_BASE_URL, DEFAULT_UPLOAD_URL, Config, PollSettings, Rate, check_positive, check_secret,
-                                 check_url)
-from batch_engine.pipeline.stats import RunStats
+from batch_engine.config import DEFAULTS, Config, Environment, build_config
+from batch_engine.errors import AccountRefused
+from batch_engine.exits import Exit
 from batch_engine.pipeline.plan import Plan, plan_manifest
+from batch_engine.pipeline.stats import RunStats
 from batch_engine.states import State, state_counts
-from batch_engine.store.ledger import Item, Ledger, Resting
+from batch_engine.store.ledger import Item, Ledger
+from batch_engine.store.videos import LocalVideos, VideoStore
 
 if TYPE_CHECKING:  # the engine (and with it the HTTP stack) is imported only when there is work
-    from batch_engine.pipeline.engine import Run, Watch
-
-OK, SOME_FAILED, REFUSED = 0, 1, 3
+    from batch_engine.pipeline.engine import Listen, Watch
 
 
 class BatchInputError(ValueError):
@@ -50,9 +52,7 @@ class BatchInputError(ValueError):
 @dataclass(frozen=True)
 class BatchResult:
     out_dir: Path
-    items: tuple[Item | Resting, ...]  # the items of this run, as the ledger has them now; those
-                                       # it left alone that had succeeded are `Resting` (id, state,
-                                       # video, bytes...): `read_items(out_dir)` has every field
+    items: tuple[Item, ...]            # the items of this run, as the ledger has them now
     stats: RunStats
     refused: int | None = None         # the code when the provider refused the account
     left_by_budget: frozenset[str] = frozenset()  # ids left pending: --max-tasks was spent
@@ -65,7 +65,7 @@ class BatchResult:
 
     @cached_property
     def failures(self) -> list[Item]:
-        return [item for item in self.items if item.state is State.FAILED]  # type: ignore[misc]
+        return [item for item in self.items if item.state is State.FAILED]
 
     @cached_property
     def ok(self) -> bool:
@@ -75,7 +75,7 @@ class BatchResult:
 
     @property
     def exit_code(self) -> int:
-        return REFUSED if self.refused is not None else OK if self.ok else SOME_FAILED
+        return Exit.REFUSED if self.refused is not None else Exit.OK if self.ok else Exit.SOME_FAILED
 
     def __repr__(self) -> str:
         return f"<BatchResult {self.out_dir} {self.counts} ok={self.ok} refused={self.refused}>"
@@ -103,32 +103,26 @@ def run_batch(manifest: str | os.PathLike[str] | None = None, **options: Any) ->
 async def run_batch_async(manifest: str | os.PathLike[str] | None = None, *,
                           out: str | os.PathLike[str], items: Iterable[Mapping[str, Any]] | None = None,
                           defaults: Mapping[str, Any] | None = None, api_key: str | None = None,
-                          base_url: str | None = None, rate: str = "20/10s",
+                          base_url: str | None = None, upload_url: str | None = None,
                           only: Iterable[str] | None = None, shard: tuple[int, int] | None = None,
-                          max_tasks: int | None = None, poll_rate: float = 25.0,
-                          task_timeout_minutes: float = 20.0, request_timeout: float = 60.0,
-                          download_stall: float = 60.0, upload_url: str | None = None,
-                          watch: Watch | None = None) -> BatchResult:
+                          watch: Watch | None = None, **options: Any) -> BatchResult:
     """`api_key` defaults to KIE_API_KEY, `base_url` to KIE_BASE_URL or kie.ai's, `upload_url`
-    to KIE_UPLOAD_BASE_URL or kie.ai's upload host."""
+    to KIE_UPLOAD_BASE_URL or kie.ai's upload host; `options` are the run options of
+    `config.DEFAULTS` (rate="20/10s", max_tasks=..., poll_rate=..., task_timeout=minutes, ...)."""
+    unknown = sorted(set(options) - set(DEFAULTS))
+    if unknown:
+        raise BatchInputError([f"unknown option(s): {', '.join(unknown)} (known: {', '.join(DEFAULTS)})"])
+    env = Environment.read(os.environ)
+    env = Environment(api_key=(api_key or env.api_key).strip(), base_url=(base_url or env.base_url).strip(),
+                      upload_url=(upload_url or env.upload_url).strip(), hmac_key=env.hmac_key)
     try:
-        key = check_secret("api_key", (api_key or os.environ.get("KIE_API_KEY", "")).strip())
-        if not key:
-            raise ValueError("no API key: pass api_key= or set KIE_API_KEY")
-        config = Config(api_key=key, out_dir=Path(out),
-                        base_url=check_url("base_url", base_url or os.environ.get("KIE_BASE_URL") or DEFAULT_BASE_URL),
-                        upload_url=check_url("upload_url", upload_url or os.environ.get("KIE_UPLOAD_BASE_URL")
-                                             or DEFAULT_UPLOAD_URL),
-                        rate=Rate.parse(rate), max_tasks=max_tasks,
-                        poll=PollSettings(polls_per_second=check_positive("poll_rate", poll_rate),
-                                          task_timeout=check_positive("task_timeout", task_timeout_minutes) * 60),
-                        request_timeout=check_positive("request_timeout", request_timeout),
-                        download_stall=check_positive("download_stall", download_stall))
+        config = build_config(Path(out), options, env)
     except ValueError as e:
         raise BatchInputError([str(e)]) from None
     specs = load_specs(manifest, items, defaults)
     specs = choose(specs, only=set(only) if only is not None else None, shard=shard)
-    return await execute(config, lambda ledger: plan_for(ledger, specs), watch=watch, images=images_of(specs))
+    return await execute(config, lambda ledger, videos: plan_for(ledger, videos, specs), watch=watch,
+                         images=images_of(specs))
 
 
 def load_specs(manifest: str | os.PathLike[str] | None, items: Iterable[Mapping[str, Any]] | None,
@@ -153,8 +147,8 @@ def choose(specs: list[ItemSpec], *, only: set[str] | None, shard: tuple[int, in
         raise BatchInputError([str(e)]) from None
 
 
-def plan_for(ledger: Ledger, specs: list[ItemSpec]) -> Plan:
-    return plan_manifest(ledger.items, specs, ledger.file_sizes(), ledger.damaged)
+def plan_for(ledger: Ledger, videos: VideoStore, specs: list[ItemSpec]) -> Plan:
+    return plan_manifest(ledger.items, specs, videos.sizes(), ledger.damaged)
 
 
 def images_of(specs: Iterable[ItemSpec]) -> dict[str, LocalImage]:
@@ -162,29 +156,42 @@ def images_of(specs: Iterable[ItemSpec]) -> dict[str, LocalImage]:
     return {image.sha256: image for spec in specs for image in spec.images}
 
 
-async def execute(config: Config, make_plan: Callable[[Ledger], Plan], *, watch: Watch | None = None,
+async def execute(config: Config, make_plan: Callable[[Ledger, VideoStore], Plan], *, watch: Watch | None = None,
                   images: Mapping[str, LocalImage] | None = None) -> BatchResult:
     """Open and lock the folder's ledger, plan, run to rest, close: the core of `run` and `retry`.
     A plan with nothing to send, fetch or change returns at once (`watch` is not called).
     Raises LedgerError (folder unusable, or a write failed), CannotListen, or CancelledError."""
-    ledger = Ledger(config.out_dir)
-    ledger.open()
-    try:
-        plan = make_plan(ledger)
-        if plan.at_rest:  # nothing to send: the HTTP stack is not even imported (a fifth of a second)
+    videos = LocalVideos(config.out_dir)
+    with Ledger(config.out_dir) as ledger:
+        plan = make_plan(ledger, videos)
+        if plan.at_rest:  # nothing to send: the HTTP stack is not even imported
             return BatchResult(out_dir=config.out_dir, items=tuple(ledger.items[d.item_id] for d in plan.decisions),
                                stats=RunStats(), rate=str(config.rate))
         from batch_engine.pipeline.engine import run_plan
-        run = await run_plan(config, ledger, plan, watch=watch, images=images)
-    finally:
-        ledger.close()
-    return result_of(run)
+        from batch_engine.provider.kie import KieProvider
+        async with KieProvider(config.base_url, config.api_key, user_agent=config.user_agent,
+                               timeout=config.request_timeout, stall=config.download_stall,
+                               max_file_bytes=config.max_video_bytes, upload_url=config.upload_url,
+                               callback_url=config.callback_url) as provider:
+            run = await run_plan(config, ledger, plan, provider, videos, watch=watch, images=images,
+                                 listen=_listener(config))
+    return BatchResult(out_dir=config.out_dir, items=tuple(run.items), stats=run.stats,
+                       refused=_refused_code(run.control.refused),
+                       left_by_budget=frozenset(run.budget.left_out), rate=str(config.rate))
 
 
-def result_of(run: Run) -> BatchResult:
-    return BatchResult(out_dir=run.config.out_dir, items=tuple(run.items), stats=run.stats,
-                       refused=run.refused.code if run.refused is not None else None,  # type: ignore[arg-type]
-                       left_by_budget=frozenset(run.ctx.left_by_budget), rate=str(run.config.rate))
+def _listener(config: Config) -> Listen | None:
+    """The callback receiver, when the run asks the provider to call back."""
+    if config.callback_url is None or config.listen is None:
+        return None
+    from batch_engine.provider.callbacks import CallbackReceiver
+    host, port = config.listen
+    path = urlsplit(config.callback_url).path or "/"
+    return lambda on_callback: CallbackReceiver(host, port, path, config.webhook_hmac_key, on_callback=on_callback)
+
+
+def _refused_code(error: AccountRefused | None) -> int | None:
+    return error.code if error is not None and isinstance(error.code, int) else None
 
 
 def _number(value: Decimal | None) -> float | None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from batch_engine.version import __version__
@@ -26,7 +28,7 @@ class Rate:
     window: float
 
     @classmethod
-    def parse(cls, text: str) -> "Rate":
+    def parse(cls, text: str) -> Rate:
         """'20/10s', '20/10', '100/1m', '5/s' -> Rate. Raises ValueError with a readable reason."""
         m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|min)?\s*", text)
         if not m or int(m.group(1)) <= 0:
@@ -78,12 +80,77 @@ class Config:
     webhook_hmac_key: str | None = field(default=None, repr=False)
 
 
+# The run options' defaults: the CLI's, the job files' and the library API's.
+DEFAULTS: dict[str, Any] = {
+    "rate": "20/10s",          # kie.ai's documented cap: 20 creates per 10 s
+    "poll_rate": 25.0,         # recordInfo calls a second, all tasks together
+    "task_timeout": 20.0,      # minutes before an unfinished task is reported (it stays resumable)
+    "request_timeout": 60.0,   # seconds to wait for one API answer
+    "download_stall": 60.0,    # seconds a download may bring under 1 KiB before it is cut
+    "time_scale": 1.0,         # multiplies every interval and back-off (tests, the demo)
+    "max_tasks": None,         # creates this run may send (None: no limit)
+    "callback_url": None,
+    "listen": None,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    """What the environment says, read once (by the CLI, or for the library API)."""
+
+    api_key: str = field(default="", repr=False)
+    base_url: str = ""
+    upload_url: str = ""
+    hmac_key: str = field(default="", repr=False)
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str]) -> Environment:
+        return cls(*(environ.get(name, "").strip() for name in
+                     ("KIE_API_KEY", "KIE_BASE_URL", "KIE_UPLOAD_BASE_URL", "KIE_WEBHOOK_HMAC_KEY")))
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(k for k in (self.api_key, self.hmac_key) if k)
+
+
+def build_config(out_dir: Path, options: Mapping[str, Any], env: Environment, *,
+                 show_progress: bool = False) -> Config:
+    """The one way a Config is made: `options` by the names of DEFAULTS (missing ones take the
+    default), the key and hosts from `env`. ValueError names the first thing wrong."""
+    opts = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
+    key = check_secret("KIE_API_KEY", env.api_key)
+    if not key:
+        raise ValueError("no API key: set KIE_API_KEY (or pass api_key=)")
+    for name in ("poll_rate", "time_scale", "task_timeout", "request_timeout", "download_stall"):
+        if isinstance(opts[name], bool) or not isinstance(opts[name], (int, float)):
+            raise ValueError(f"--{name.replace('_', '-')} must be a number, not {opts[name]!r}")
+        check_positive("--" + name.replace("_", "-"), opts[name])
+    max_tasks = opts["max_tasks"]
+    if max_tasks is not None and (isinstance(max_tasks, bool) or not isinstance(max_tasks, int) or max_tasks < 0):
+        raise ValueError("--max-tasks must be a whole number, 0 or more")
+    listen = None
+    if opts["callback_url"]:
+        port = urlsplit(check_url("--callback-url", opts["callback_url"])).port
+        listen = parse_listen(opts["listen"] or f"127.0.0.1:{port or 8080}")
+    elif opts["listen"]:
+        raise ValueError("--listen needs --callback-url (the address kie.ai should call)")
+    return Config(api_key=key, out_dir=out_dir,
+                  base_url=check_url("KIE_BASE_URL", env.base_url) if env.base_url else DEFAULT_BASE_URL,
+                  upload_url=check_url("KIE_UPLOAD_BASE_URL", env.upload_url) if env.upload_url else DEFAULT_UPLOAD_URL,
+                  rate=Rate.parse(str(opts["rate"])), max_tasks=max_tasks,
+                  poll=PollSettings(scale=opts["time_scale"], task_timeout=opts["task_timeout"] * 60,
+                                    polls_per_second=opts["poll_rate"]),
+                  request_timeout=opts["request_timeout"], download_stall=opts["download_stall"],
+                  show_progress=show_progress, callback_url=opts["callback_url"], listen=listen,
+                  webhook_hmac_key=check_secret("KIE_WEBHOOK_HMAC_KEY", env.hmac_key) or None)
+
+
 # -- checks of what the user typed (the CLI turns each ValueError into exit 2, before any request)
 def check_url(name: str, text: str) -> str:
     """An http(s) URL with a host and a possible port, no credentials, no white space."""
     try:
         parts = urlsplit(text)
-        parts.port  # raises ValueError for a port that cannot be
+        _ = parts.port  # raises ValueError for a port that cannot be
     except ValueError:
         raise ValueError(f"{name} {text!r} has an impossible port") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:

@@ -3,6 +3,8 @@ looks at statuses or body codes."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class KieError(Exception):
     """Something the provider (or the way to it) said or failed to say."""
@@ -11,6 +13,7 @@ class KieError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retryable = False  # whether the same request may succeed later (the provider judges)
 
 
 class Transient(KieError):
@@ -42,7 +45,7 @@ class TaskUnknown(Transient):
 class AccountRefused(KieError):
     """401 bad key, 402 no credits, 433 key usage cap, 505 feature disabled: stop creating."""
 
-    ADVICE = {
+    ADVICE: ClassVar[dict[int, str]] = {
         401: "the API key was refused: check KIE_API_KEY",
         402: "the account has no credits left: top it up at kie.ai, then run the same command again",
         433: "the API key reached its usage cap: raise the cap or wait, then run the same command again",
@@ -51,7 +54,8 @@ class AccountRefused(KieError):
 
     @property
     def advice(self) -> str:
-        return self.ADVICE.get(self.code, "the account was refused")  # type: ignore[arg-type]
+        return self.ADVICE.get(self.code, "the account was refused") if isinstance(self.code, int) else \
+            "the account was refused"
 
 
 class Rejected(KieError):

@@ -4,6 +4,7 @@ decides where the "batch_engine" logger's records go (they propagate as usual)."
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -58,7 +59,7 @@ class SafeFileHandler(logging.FileHandler):
     """The log file, never written through a symbolic link planted in its place; a full disk
     silences it instead of printing a traceback."""
 
-    def _open(self):  # type: ignore[no-untyped-def]
+    def _open(self) -> io.TextIOWrapper:
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         return open(fd, "a", encoding=self.encoding, errors=self.errors)
 

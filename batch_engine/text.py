@@ -5,9 +5,12 @@ replaced by U+FFFD (no escape sequence reaches a terminal), and the length cappe
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
 
 MAX_TEXT = 2000  # characters kept of one outside message
+MAX_URL = 8192   # characters of a URL from outside
 # C0 and C1 controls, DEL, zero-width and bidi marks and overrides, the BOM
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
@@ -19,6 +22,22 @@ def clean(text: object, secrets: Iterable[str] = (), *, limit: int = MAX_TEXT) -
             value = value.replace(secret, "***")
     value = _UNSAFE.sub("\ufffd", value)
     return value if len(value) <= limit else value[:limit] + "…"
+
+
+def outside_url(value: object, secrets: Iterable[str] = ()) -> str | None:
+    """`value` if it is an http(s) URL that is safe to store, show and fetch: a host, no white
+    space or control character, no secret inside, a sane length; else None."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_URL or not value.isascii():
+        return None
+    if not value.startswith(("https://", "http://")) or not value.isprintable() or " " in value:
+        return None
+    try:
+        host = urlsplit(value).hostname
+    except ValueError:  # a bracketed host that is no address
+        return None
+    if not host or any(secret and secret in value for secret in secrets):
+        return None
+    return value
 
 
 def has_unsafe(text: str, *, allow: str = "") -> bool:

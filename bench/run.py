@@ -26,8 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from batch_engine.config import Rate  # noqa: E402
-from batch_engine.sandbox import SandboxSettings, SandboxStats, SandboxThread  # noqa: E402
+from datetime import UTC
+
+from batch_engine.config import Rate
+from batch_engine.sandbox import SandboxSettings, SandboxStats, SandboxThread
 
 KEY = "bench-key"
 
@@ -124,12 +126,12 @@ def make_ledger(out: Path, n: int) -> None:
     """A ledger of `n` succeeded items in `out`, with their (tiny) videos: every field a real run
     writes, as it writes them, at the times it would (created at kie's cap of 20 per 10 s, each
     done 2.5 min later, the last ten minutes ago)."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from batch_engine.states import State
     from batch_engine.store.ledger import Item, Ledger
 
-    last = datetime.now(timezone.utc) - timedelta(minutes=10)
+    last = datetime.now(UTC) - timedelta(minutes=10)
     with Ledger(out) as ledger:
         for i in range(n):
             sent = last - timedelta(seconds=(n - i) * 0.5 + 150)
@@ -137,7 +139,7 @@ def make_ledger(out: Path, n: int) -> None:
             item = ledger.add(Item(id=f"sku-{i:06d}", request={"model": "hailuo/02-image-to-video-pro", "input": {
                 "prompt": f"Product {i} turns slowly on a white turntable, soft studio light",
                 "image_url": f"https://cdn.example.com/catalog/{i}.jpg", "end_image_url": "",
-                "prompt_optimizer": True}}, fingerprint=f"{i:016x}", created_at=at))
+                "prompt_optimizer": True}}, fingerprint=f"{i:016x}", state=State.PENDING, created_at=at))
             ledger.advance(item, State.SUBMITTING, attempts=1, submitted_at=at)
             ledger.advance(item, State.RUNNING, task_id=f"{i:032x}", provider_state="created", submitted_at=at)
             ledger.advance(item, State.DOWNLOADING, provider_state="success",
@@ -279,7 +281,7 @@ def show(results: list[Result]) -> None:
                      f"{r.cpu_ms_per_item:.2f}", f"{r.peak_rss_mb:.0f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
 
 
 def main() -> None:

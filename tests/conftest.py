@@ -8,9 +8,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -76,7 +77,7 @@ def hostile() -> Iterator[Callable[..., Hostile]]:
 
 
 def hostile_env(h: Hostile, **extra: str) -> dict[str, str]:
-    return cli_env(None, KIE_API_KEY=h.key, KIE_BASE_URL=h.base_url, **extra)
+    return cli_env(None, KIE_API_KEY=h.key, KIE_BASE_URL=h.base_url, KIE_UPLOAD_BASE_URL=h.base_url, **extra)
 
 
 def write_manifest(path: Path, n: int, *, prefix: str = "sku", extra: dict | None = None) -> Path:

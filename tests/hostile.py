@@ -11,8 +11,9 @@ import asyncio
 import hashlib
 import json
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -31,8 +32,10 @@ class Hostile:
     key: str = "hostile-key-1234567890"
     task_id: Callable[[int, dict], str] = lambda n, body: f"task{n:04d}"
     create: Callable[[int, dict], tuple[int, dict]] | None = None      # replaces the normal answer
-    record: Callable[["Hostile", str], tuple[int, dict]] | None = None  # recordInfo answer
+    record: Callable[[Hostile, str], tuple[int, dict]] | None = None  # recordInfo answer
     file: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None  # file host answer
+    upload: Callable[[Hostile, str], tuple[int, dict]] | None = None  # upload answer, by file name
+    uploads: list[str] = field(default_factory=list)
     creates: list[dict] = field(default_factory=list)
     polls: list[str] = field(default_factory=list)
     refreshes: list[str] = field(default_factory=list)
@@ -66,6 +69,13 @@ class Hostile:
         self.refreshes.append(url)
         return web.json_response(ok(url.split("?")[0] + "?fresh=1")[1])
 
+    async def _upload(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        name = str(form.get("fileName", ""))
+        self.uploads.append(name)
+        status, answer = self.upload(self, name) if self.upload else ok({"downloadUrl": f"{self.files_url}/u/{name}"})
+        return web.json_response(answer, status=status)
+
     async def _file(self, request: web.Request) -> web.StreamResponse:
         self.files.append(dict(request.headers))
         if self.file is not None:
@@ -92,7 +102,8 @@ class HostileThread:
         api = web.Application()
         api.add_routes([web.post("/api/v1/jobs/createTask", h._create),
                         web.get("/api/v1/jobs/recordInfo", h._record),
-                        web.post("/api/v1/common/download-url", h._refresh)])
+                        web.post("/api/v1/common/download-url", h._refresh),
+                        web.post("/api/file-stream-upload", h._upload)])
         files = web.Application()
         files.add_routes([web.get("/v/{name}", h._file)])
         h.base_url = await self._serve(api)

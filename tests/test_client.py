@@ -6,9 +6,9 @@ import email.utils
 
 import pytest
 
-from batch_engine.provider.answers import TaskInfo, classify, parse_retry_after
-from batch_engine.errors import (AccountRefused, Maintenance, RateLimited, Rejected, TaskUnknown,
-                                 Transient)
+from batch_engine.errors import AccountRefused, Maintenance, RateLimited, Rejected, TaskUnknown, Transient
+from batch_engine.provider.answers import classify, parse_retry_after, task_info
+from batch_engine.provider.base import TaskState
 
 
 @pytest.mark.parametrize("status, body, kind", [
@@ -54,13 +54,15 @@ def test_retry_after_seconds_and_http_date():
 
 def test_task_info_parses_result_json_string():
     """resultJson is a JSON string holding resultUrls; failCode is kept as text."""
-    info = TaskInfo.from_data({"taskId": "t1", "state": "success",
-                               "resultJson": '{"resultUrls":["https://cdn.test/v.mp4"]}', "costTime": 1234})
-    assert info.result_urls == ("https://cdn.test/v.mp4",) and info.cost_time_ms == 1234
-    failed = TaskInfo.from_data({"taskId": "t2", "state": "fail", "failCode": 501, "failMsg": "x"})
-    assert failed.fail_code == "501" and failed.result_urls == ()
-    as_object = TaskInfo.from_data({"taskId": "t3", "state": "SUCCESS",
-                                    "resultJson": {"resultUrls": ["https://cdn.test/3.mp4"]}})
-    assert as_object.state == "success" and as_object.result_urls == ("https://cdn.test/3.mp4",)
-    beside = TaskInfo.from_data({"taskId": "t4", "state": "success", "resultUrls": ["https://cdn.test/4.mp4"]})
+    info = task_info({"taskId": "t1", "state": "success",
+                      "resultJson": '{"resultUrls":["https://cdn.test/v.mp4"]}', "costTime": 1234}, "t1")
+    assert info.result_urls == ("https://cdn.test/v.mp4",) and info.seconds == 1.234
+    failed = task_info({"taskId": "t2", "state": "fail", "failCode": 501, "failMsg": "x"}, "t2")
+    assert failed.fail_code == "501" and failed.result_urls == () and failed.state is TaskState.FAIL
+    as_object = task_info({"taskId": "t3", "state": "SUCCESS",
+                           "resultJson": {"resultUrls": ["https://cdn.test/3.mp4"]}}, "t3")
+    assert as_object.state is TaskState.SUCCESS and as_object.result_urls == ("https://cdn.test/3.mp4",)
+    odd = task_info({"state": "rendering", "costTime": -5, "createTime": 1e300}, "t5")
+    assert odd.state is TaskState.UNKNOWN and odd.word == "rendering" and odd.seconds is None
+    beside = task_info({"taskId": "t4", "state": "success", "resultUrls": ["https://cdn.test/4.mp4"]}, "t4")
     assert beside.result_urls == ("https://cdn.test/4.mp4",)

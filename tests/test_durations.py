@@ -16,10 +16,10 @@ STANDARD_6 = profile_of({"model": "hailuo/02-image-to-video-standard", "input": 
 
 
 def test_the_profile_is_what_sets_a_generations_length():
-    assert PRO == profile_of({"model": "hailuo/02-image-to-video-pro", "input": {"prompt": "other", "image_url": "u"}})
-    assert STANDARD_6 != profile_of({"model": "hailuo/02-image-to-video-standard", "input": {"duration": "10"}})
-    assert STANDARD_6 != profile_of({"model": "hailuo/02-image-to-video-standard",
-                                     "input": {"duration": "6", "resolution": "512P"}})
+    assert profile_of({"model": "hailuo/02-image-to-video-pro", "input": {"prompt": "other", "image_url": "u"}}) == PRO
+    assert profile_of({"model": "hailuo/02-image-to-video-standard", "input": {"duration": "10"}}) != STANDARD_6
+    assert profile_of({"model": "hailuo/02-image-to-video-standard",
+                                     "input": {"duration": "6", "resolution": "512P"}}) != STANDARD_6
     assert profile_of({"model": "m", "input": "not an object"}) == profile_of({"model": "m"})
 
 

@@ -13,9 +13,21 @@ import pytest
 
 from batch_engine.config import Rate
 from batch_engine.sandbox import Faults
-from batch_engine.store.folder import part_path
-from tests.conftest import (run_manifest, FAST, cli_env, in_state, interrupt, ledger_records, run_cli, start_cli,
-                            status, stop, wait_for, write_manifest)
+from batch_engine.store.partial import part_path
+from tests.conftest import (
+    FAST,
+    cli_env,
+    in_state,
+    interrupt,
+    ledger_records,
+    run_cli,
+    run_manifest,
+    start_cli,
+    status,
+    stop,
+    wait_for,
+    write_manifest,
+)
 from tests.test_run import assert_videos_match
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 
-from batch_engine.store.folder import part_path
+from batch_engine.store.partial import part_path
 from tests.conftest import FAST, cli_env, ledger_records, run_cli, status, write_manifest
 
 

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from batch_engine.errors import BadVideo
-from batch_engine.provider.client import KieClient
+from batch_engine.provider.kie import KieProvider
 from tests.conftest import FAST, hostile_env, run_cli, write_manifest
 from tests.hostile import VIDEO, ok
 
@@ -82,24 +82,44 @@ async def gzip_bomb(request: web.Request) -> web.StreamResponse:
     return response
 
 
-@pytest.mark.parametrize("handler", [gzip_with_length, gzip_bomb], ids=["gzip with length", "gzip bomb"])
-def test_3_identity_is_asked_and_an_encoded_body_is_refused(hostile, tmp_path, handler):
-    """The engine asks for the identity encoding; a host that gzips anyway gets no video saved,
-    the item fails as a download failure (which `retry` fetches again, without a new task)."""
-    h = hostile(file=handler)
+def test_3_a_video_gzipped_against_the_request_is_decoded_and_kept(hostile, tmp_path):
+    """The engine asks for the identity encoding; a host (a CDN) that gzips the video anyway,
+    with a Content-Length of the compressed body, still gives the paid video, byte for byte."""
+    h = hostile(file=gzip_with_length)
+    done, out = run(h, tmp_path, 1)
+    assert done.returncode == 0, done.stderr
+    assert h.files and all(headers.get("Accept-Encoding") == "identity" for headers in h.files)
+    assert (out / "sku-00000.mp4").read_bytes() == VIDEO
+    rows, _ = status_of(h, out)
+    assert rows["sku-00000"]["bytes"] == len(VIDEO)
+
+
+def test_3_a_gzipped_body_that_is_no_video_is_refused(hostile, tmp_path):
+    """A gzip bomb of zeros decodes to no MP4: no video saved, the item fails as a download
+    failure (which `retry` fetches again, without a new task)."""
+    h = hostile(file=gzip_bomb)
     done, out = run(h, tmp_path, 1)
     assert done.returncode == 1
-    assert h.files and all(headers.get("Accept-Encoding") == "identity" for headers in h.files)
     rows, _ = status_of(h, out)
     row = rows["sku-00000"]
     assert row["fail_code"] == "download_failed" and "gzip" in row["fail_msg"]
     assert not list(out.glob("*.mp4"))
 
 
+async def test_3_a_gzipped_body_past_the_cap_is_cut(hostile):
+    """Decoding stays within the size cap that guards every body: a bomb is cut as it grows."""
+    h = hostile(file=gzip_bomb)
+    async with KieProvider(h.base_url, h.key, user_agent="t", max_file_bytes=100_000) as client:
+        with pytest.raises(BadVideo, match="100,000"):
+            async with client.open_file(h.video_url("t")) as stream:
+                async for _ in stream.chunks:
+                    pass
+
+
 async def test_3_a_body_is_capped(hostile):
     """A file longer than the cap is refused while it streams, whatever the host says."""
     h = hostile()
-    async with KieClient(h.base_url, h.key, user_agent="t", max_file_bytes=1000) as client:
+    async with KieProvider(h.base_url, h.key, user_agent="t", max_file_bytes=1000) as client:
         with pytest.raises(BadVideo, match="1,000"):
             async with client.open_file(h.video_url("t")) as stream:
                 async for _ in stream.chunks:

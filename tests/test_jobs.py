@@ -44,6 +44,7 @@ def test_a_job_file_runs_with_a_date_folder_and_leaves_summary_json(serve, tmp_p
     """`batch-engine run JOB.yaml`: the manifest and out relative to the job file, {date} filled
     in, the job's options used, summary.json beside the videos, a failing --notify hook only logged."""
     import datetime
+
     from tests.conftest import FAST, run_cli
     served = serve()
     (tmp_path / "jobs").mkdir()

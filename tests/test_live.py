@@ -1,4 +1,4 @@
-"""The live display (issue 12): drawn from the counts the run keeps, in a terminal a panel that
+"""The live display: drawn from the counts the run keeps, in a terminal a panel that
 leaves the terminal clean when cancelled, without one a plain line."""
 
 from __future__ import annotations
@@ -11,29 +11,32 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
-from batch_engine.config import Config, Rate
-from batch_engine.pipeline.context import Context
+from batch_engine.config import Rate
+from batch_engine.pacing.create_gate import CreateGate
+from batch_engine.pipeline.context import Progress
 from batch_engine.report.live import live_display, progress_lines, render, snapshot
 from batch_engine.states import State
+from batch_engine.store import changes
 from batch_engine.store.ledger import Item, Ledger
 
 
 def a_run(tmp_path, n: int = 6):
     ledger = Ledger(tmp_path).open()
-    ctx = Context(Config(api_key="k", out_dir=tmp_path, rate=Rate(20, 10.0)), ledger, client=None)  # type: ignore[arg-type]
-    items = [ledger.add(Item(id=f"sku-{i}", request={}, fingerprint="f")) for i in range(n)]
-    ctx.track(items)
-    return SimpleNamespace(ctx=ctx, stats=ctx.stats, items=ctx.items), ledger, items
+    items = [ledger.add(Item(id=f"sku-{i}", request={}, fingerprint="f", state=State.PENDING)) for i in range(n)]
+    ledger.track(items)
+    progress = Progress(ledger.counts)
+    progress.total = n
+    return SimpleNamespace(progress=progress, gate=CreateGate(Rate(20, 10.0))), ledger, items
 
 
 def test_counts_follow_every_ledger_change_without_a_scan(tmp_path):
     run, ledger, items = a_run(tmp_path)
-    ledger.advance(items[0], State.SUBMITTING, attempts=1)
-    ledger.advance(items[0], State.RUNNING, task_id="t")
-    ledger.advance(items[1], State.SUBMITTING)
-    ledger.advance(items[1], State.FAILED)
-    run.ctx.create_times.extend([time.monotonic()] * 2)
-    run.ctx.durations.extend([30.0, 40.0])
+    ledger.apply(items[0], changes.sending(items[0]))
+    ledger.apply(items[0], changes.created("t"))
+    ledger.apply(items[1], changes.sending(items[1]))
+    ledger.apply(items[1], changes.failed("x", "no", retryable=False))
+    run.progress.create_times.extend([time.monotonic()] * 2)
+    run.progress.durations.extend([30.0, 40.0])
     s = snapshot(run)
     assert s.counts == {State.PENDING: 4, State.RUNNING: 1, State.FAILED: 1}
     assert s.done == 1 and s.total == 6 and s.creates_per_minute == 2 and s.cap_per_minute == 120
@@ -43,7 +46,7 @@ def test_counts_follow_every_ledger_change_without_a_scan(tmp_path):
 
 def test_the_panel_in_a_terminal_and_a_clean_exit_on_cancel(tmp_path):
     run, ledger, items = a_run(tmp_path)
-    ledger.advance(items[2], State.SUBMITTING)
+    ledger.apply(items[2], changes.sending(items[2]))
     text = io.StringIO()
     console = Console(file=text, force_terminal=True, width=100, color_system=None)
     console.print(render(snapshot(run)))

@@ -262,8 +262,12 @@ def test_a_csv_with_bad_rows_and_a_missing_column_names_every_line(tmp_path):
     path.write_text("items_from: c.csv\nprompt_template: '{title} in {style} light'\n")
     with pytest.raises(ManifestError) as e:
         load_manifest(path)
-    assert e.value.problems == ["c.csv: missing column(s): style (named in prompt_template)",
-                                "c.csv line 5: more values than columns"]
+    problems = e.value.problems
+    assert problems[0] == "c.csv: missing column(s): style (named in prompt_template)"
+    assert "c.csv line 5: more values than columns" in problems  # every bad row named in the same go
+    assert "c.csv line 4: empty value in column(s) title (used by prompt_template)" in problems
+    assert any(p.startswith("c.csv line 3 'sku-2': image_url:") for p in problems)
+    assert len(problems) == 4
     path.write_text("items_from: c.csv\nprompt_template: 'the {title}'\n")
     with pytest.raises(ManifestError) as e:
         load_manifest(path)
@@ -309,14 +313,14 @@ def test_every_anchor_is_seen_by_the_quick_look(text):
     alias bombs, so the quick look must see every anchor PyYAML reads (flow and block)."""
     import yaml
 
-    from batch_engine.catalog.manifest import _MAY_HOLD_ANCHOR
+    from batch_engine.catalog.yamlfile import _MAY_HOLD_ANCHOR
     events = list(yaml.parse(text, Loader=yaml.SafeLoader))
     assert any(getattr(e, "anchor", None) for e in events), "the case holds an anchor"
     assert _MAY_HOLD_ANCHOR.search(text)
 
 
 def test_prose_with_ampersands_needs_no_walk_and_a_bomb_in_flow_style_is_still_refused(tmp_path):
-    from batch_engine.catalog.manifest import _MAY_HOLD_ANCHOR
+    from batch_engine.catalog.yamlfile import _MAY_HOLD_ANCHOR
     assert not _MAY_HOLD_ANCHOR.search("prompt: salt & pepper, R&D lab, black&white")
     bomb = "a: {x: &a [1,1,1,1,1,1,1,1,1,1]}\n" + "".join(
         f"{c}: {{y: &{c} [{','.join(['*' + p] * 10)}]}}\n" for p, c in zip("abcdefg", "bcdefgh"))
@@ -327,7 +331,8 @@ def test_prose_with_ampersands_needs_no_walk_and_a_bomb_in_flow_style_is_still_r
     assert "alias bomb" in refused.value.problems[0]
 
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 @settings(max_examples=300, deadline=None)
@@ -335,7 +340,7 @@ from hypothesis import given, settings, strategies as st  # noqa: E402
 def test_the_quick_resolver_reads_every_scalar_as_pyyaml_does(value):
     """Most scalars are taken as text without PyYAML's regexes: the data is the same as the
     plain safe loader's, value for value and type for type."""
-    from batch_engine.catalog.manifest import _Loader
+    from batch_engine.catalog.yamlfile import _Loader
     text = yaml.safe_dump({"v": value}) + f"w: {value}\n" if value.strip() == value and value else "w: x\n"
     try:
         expected = yaml.load(text, Loader=yaml.SafeLoader)

@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import pytest
 
-from batch_engine.errors import (AccountRefused, BadVideo, FileUnavailable, Maintenance, RateLimited, Rejected,
-                                 TaskUnknown, Transient)
+from batch_engine.errors import (
+    AccountRefused,
+    BadVideo,
+    FileUnavailable,
+    Maintenance,
+    RateLimited,
+    Rejected,
+    TaskUnknown,
+    Transient,
+)
 from batch_engine.pacing.policy import CREATE, PAUSES
-from batch_engine.pipeline.outcomes import (AfterCreate, AfterDownload, AfterPoll, after_create,
-                                            after_download_error, after_poll_error, after_task_info,
-                                            download_exhausted)
-from batch_engine.provider.client import TaskInfo
+from batch_engine.pipeline.outcomes import (
+    AfterCreate,
+    AfterDownload,
+    AfterPoll,
+    after_create,
+    after_download_error,
+    after_poll_error,
+    after_task_info,
+    download_exhausted,
+)
+from batch_engine.provider.base import TaskInfo, TaskState
 from batch_engine.states import State
 
 
@@ -46,8 +61,9 @@ def test_transient_failures_give_up_after_the_policy_s_tries():
     assert unanswered.code == "unanswered_create"
 
 
-def info(state: str, **fields) -> TaskInfo:
-    return TaskInfo(task_id="t", state=state, **fields)
+def info(word: str, **fields) -> TaskInfo:
+    return TaskInfo(task_id="t", state=TaskState(word) if word in set(TaskState) else TaskState.UNKNOWN,
+                    word=word, **fields)
 
 
 def test_task_states():

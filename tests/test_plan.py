@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from batch_engine.catalog.manifest import ItemSpec, fingerprint
 from batch_engine.pipeline.plan import Step, changed_fields, plan_manifest, plan_retry, recent_creates
@@ -24,9 +24,9 @@ def test_every_state_maps_to_one_step():
     known = {i.id: i for i in [
         item(1, State.PENDING), item(2, State.SUBMITTING, attempts=1), item(3, State.RUNNING, task_id="t3"),
         item(4, State.DOWNLOADING, task_id="t4", result_url="https://f/4"),
-        item(5, State.SUCCEEDED, video="sku-5.mp4", bytes=10),
-        item(6, State.SUCCEEDED, video="sku-6.mp4", bytes=10, result_url="https://f/6"),
-        item(7, State.SUCCEEDED, video="sku-7.mp4", bytes=10),
+        item(5, State.SUCCEEDED, video="sku-5.mp4", size=10),
+        item(6, State.SUCCEEDED, video="sku-6.mp4", size=10, result_url="https://f/6"),
+        item(7, State.SUCCEEDED, video="sku-7.mp4", size=10),
         item(8, State.FAILED, fail_code="501"), item(9, State.RUNNING, task_id="t9")]}
     specs = [spec(n) for n in range(1, 9)] + [spec(9, "a watch in the rain"), spec(10)]
     files = {"sku-5.mp4": 10, "sku-6.mp4": 3}  # 6 is damaged, 7 is gone
@@ -46,10 +46,10 @@ def test_every_state_maps_to_one_step():
 def test_planning_does_not_touch_the_items():
     """The planner only reads: the ledger's items are unchanged after it."""
     known = {"sku-1": item(1, State.FAILED, fail_code="501")}
-    before = known["sku-1"].to_json()
+    before = known["sku-1"].to_line()
     plan_manifest(known, [spec(1, "other")], {})
     plan_retry(known, {})
-    assert known["sku-1"].to_json() == before
+    assert known["sku-1"].to_line() == before
 
 
 def test_retry_reopens_failures_from_the_ledger_alone():
@@ -58,21 +58,21 @@ def test_retry_reopens_failures_from_the_ledger_alone():
     known = {i.id: i for i in [
         item(1, State.FAILED, task_id="t1", result_url="https://f/1", fail_code="download_failed"),
         item(2, State.FAILED, task_id="t2", fail_code="501"),
-        item(3, State.SUCCEEDED, video="sku-3.mp4", bytes=5), item(4, State.RUNNING, task_id="t4")]}
+        item(3, State.SUCCEEDED, video="sku-3.mp4", size=5), item(4, State.RUNNING, task_id="t4")]}
     steps = [d.step for d in plan_retry(known, {"sku-3.mp4": 5}).decisions]
     assert steps == [Step.REOPEN_DOWNLOAD, Step.REOPEN_CREATE, Step.SKIP, Step.POLL]
 
 
 def test_recent_creates_counts_only_the_current_window():
     """Creates inside the window are counted by age; an unanswered one as just now; old ones not."""
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    at = lambda seconds: (now - timedelta(seconds=seconds)).isoformat()  # noqa: E731
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    at = lambda seconds: (now - timedelta(seconds=seconds)).isoformat()
     items = [item(1, State.RUNNING, attempts=1, submitted_at=at(3)),
              item(2, State.SUBMITTING, attempts=1, submitted_at=at(4)),
              item(3, State.RUNNING, attempts=1, submitted_at=at(30)),
              item(4, State.PENDING)]
     assert recent_creates(items, now.timestamp(), 10.0) == [3.0, 0.0]
-    ours = lambda seconds: (now - timedelta(seconds=seconds)).isoformat(timespec="milliseconds")  # noqa: E731
+    ours = lambda seconds: (now - timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
     items = [item(1, State.RUNNING, attempts=1, submitted_at=ours(9.5)),   # as the engine writes
              item(2, State.RUNNING, attempts=1, submitted_at=ours(10.5)),  # times: compared as text
              item(3, State.RUNNING, attempts=1, submitted_at=ours(11.5)),

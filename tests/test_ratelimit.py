@@ -8,8 +8,8 @@ import pytest
 
 from batch_engine.config import Rate
 from batch_engine.pacing.create_gate import CreateGate, RatePolicy
-from batch_engine.pacing.poll_pace import PollPace
 from batch_engine.pacing.policy import backoff_delay
+from batch_engine.pacing.poll_pace import PollPace
 
 
 def test_backoff_is_capped_jittered_and_overflow_safe():

@@ -4,17 +4,20 @@ its old task is cleared away."""
 from __future__ import annotations
 
 from batch_engine.catalog.manifest import ItemSpec
-from batch_engine.pipeline.stats import RunStats
 from batch_engine.pipeline.engine import apply_plan
 from batch_engine.pipeline.plan import plan_manifest
+from batch_engine.pipeline.stats import RunStats
 from batch_engine.states import State
-from batch_engine.store.folder import PARTIAL_DIR, file_sizes, part_path
+from batch_engine.store.changes import Change
 from batch_engine.store.ledger import Ledger
+from batch_engine.store.partial import PARTIAL_DIR, part_path
+from batch_engine.store.videos import LocalVideos
 
 
 def reconcile(ledger, specs, stats):
     """Plan a manifest against the ledger and record the plan, as `run` does."""
-    return apply_plan(ledger, plan_manifest(ledger.items, specs, file_sizes(ledger.out_dir)), stats)
+    videos = LocalVideos(ledger.out_dir)
+    return apply_plan(ledger, videos, plan_manifest(ledger.items, specs, videos.sizes()), stats)
 
 
 def test_an_edited_item_drops_the_half_download_of_its_old_task(tmp_path):
@@ -24,9 +27,9 @@ def test_an_edited_item_drops_the_half_download_of_its_old_task(tmp_path):
     other = ItemSpec(id="sku-2", prompt="a ring", image_url="https://cdn.example.com/2.jpg")
     with Ledger(tmp_path) as ledger:
         for item in reconcile(ledger, [spec, other], RunStats()):
-            ledger.advance(item, State.SUBMITTING, attempts=1)
-            ledger.advance(item, State.RUNNING, task_id=f"task-{item.id}")
-            ledger.advance(item, State.DOWNLOADING, result_url="https://files.example/v.mp4")
+            ledger.apply(item, Change("test", State.SUBMITTING, {"attempts": 1}))
+            ledger.apply(item, Change("test", State.RUNNING, {"task_id": f"task-{item.id}"}))
+            ledger.apply(item, Change("test", State.DOWNLOADING, {"result_url": "https://files.example/v.mp4"}))
     partial = tmp_path / PARTIAL_DIR
     partial.mkdir()
     part_path(tmp_path, "sku-1", "task-sku-1").write_bytes(b"half a video")

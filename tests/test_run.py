@@ -9,8 +9,18 @@ from pathlib import Path
 import pytest
 
 from batch_engine.config import Rate
-from tests.conftest import (run_manifest, API_KEY, FAST, cli_env, in_state, interrupt, run_cli, start_cli,
-                            status, write_manifest)
+from tests.conftest import (
+    API_KEY,
+    FAST,
+    cli_env,
+    in_state,
+    interrupt,
+    run_cli,
+    run_manifest,
+    start_cli,
+    status,
+    write_manifest,
+)
 
 
 def assert_videos_match(out: Path, served, report: dict) -> None:

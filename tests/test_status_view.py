@@ -1,4 +1,4 @@
-"""The status view for people, gathered in one pass over the streamed items (no ledger held)."""
+"""The status view for people, gathered in one pass over the items."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ import io
 from rich.console import Console
 
 from batch_engine.report.status import status_view
-from batch_engine.store.briefs import Brief
+from batch_engine.states import State
+from batch_engine.store.item import Item
 
 
-def brief(n: int, state: str, **fields) -> Brief:
-    return Brief(id=f"sku-{n}", state=state, **fields)
+def brief(n: int, state: str, **fields) -> Item:
+    return Item(id=f"sku-{n}", request={}, fingerprint="f", state=State(state), **fields)
 
 
 def test_the_view_counts_groups_times_and_lists_what_is_not_done(tmp_path):
-    t = lambda s: f"2026-11-30T10:{s // 60:02d}:{s % 60:02d}.000+00:00"  # noqa: E731
-    items = ([brief(n, "succeeded", bytes=1_000_000, credits=12.5, submitted_at=t(n), finished_at=t(n + 100 + n))
+    t = lambda s: f"2026-11-30T10:{s // 60:02d}:{s % 60:02d}.000+00:00"
+    items = ([brief(n, "succeeded", size=1_000_000, credits=12.5, submitted_at=t(n), finished_at=t(n + 100 + n))
               for n in range(10)]
              + [brief(100 + n, "failed", fail_code="501", fail_msg="generation failed\x1b[31m", retryable=True)
                 for n in range(12)]

@@ -52,10 +52,11 @@ def test_status_into_a_pipe_closed_early_ends_quietly(tmp_path):
     import subprocess
     import sys
 
+    from batch_engine.states import State
     from batch_engine.store.ledger import Item, Ledger
     with Ledger(tmp_path) as ledger:
         for n in range(3000):  # about 1 MB of rows: more than a pipe holds
-            ledger.add(Item(id=f"sku-{n:05d}", request={"model": "m", "input": {}}, fingerprint="f"))
+            ledger.add(Item(id=f"sku-{n:05d}", request={"model": "m", "input": {}}, fingerprint="f", state=State.PENDING))
     proc = subprocess.Popen([sys.executable, "-m", "batch_engine", "status", str(tmp_path), "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stdout.read(100).startswith(b'{"items": [')

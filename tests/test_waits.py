@@ -6,12 +6,13 @@ import asyncio
 
 import pytest
 
-from batch_engine.config import Config, Rate
-from batch_engine.store.ledger import Item, now_iso
-from batch_engine.pipeline.context import Context
-from batch_engine.pipeline.poll import Poller
+from batch_engine.config import PollSettings, Rate
 from batch_engine.pacing.create_gate import CreateGate
 from batch_engine.pacing.waits import wait_event
+from batch_engine.pipeline.context import Control, Progress
+from batch_engine.pipeline.poll import Poller
+from batch_engine.states import State
+from batch_engine.store.ledger import Item, now_iso
 
 STEPS = range(4)  # loop steps between the event firing and the cancellation: every interleaving
 
@@ -57,11 +58,12 @@ async def test_a_waiting_loop_cancelled_as_its_event_fires_stops(steps):
 @pytest.mark.parametrize("steps", STEPS)
 async def test_poll_scheduler_stops_when_cancelled_as_a_task_arrives(tmp_path, steps):
     """The scheduler, waiting for its next check, is cancelled in the step a new task wakes it."""
-    ctx = Context(Config(api_key="k", out_dir=tmp_path), ledger=None, client=None)  # type: ignore[arg-type]
-    poller = Poller(ctx, to_download=lambda item: None)
+    gate = CreateGate(Rate(20, 10.0))
+    poller = Poller(PollSettings(), ledger=None, provider=None, control=Control(gate),  # type: ignore[arg-type]  # never polls
+                    progress=Progress({}), to_download=lambda item: None)
 
     def item(name: str) -> Item:
-        return Item(id=name, request={}, fingerprint="f", task_id=f"task-{name}", submitted_at=now_iso())
+        return Item(id=name, request={}, fingerprint="f", state=State.PENDING, task_id=f"task-{name}", submitted_at=now_iso())
 
     poller.track(item("a"), delay=60.0)
     scheduler = asyncio.create_task(poller.scheduler())

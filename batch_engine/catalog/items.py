@@ -70,7 +70,7 @@ def validate_item(entry: Any, defaults: dict, where: str, problems: list[str], *
             problems.append(f"{label}: unknown key {key!r}{did_you_mean(str(key), ITEM_KEYS)}")
     fields = {**{k: v for k, v in defaults.items() if k in DEFAULT_KEYS}, **entry}
     item_id = _check_id(raw_id, label, problems)
-    model = MODELS.get(fields.get("model", PRO))  # type: ignore[arg-type]
+    model = MODELS.get(str(fields.get("model", PRO)))
     if model is None:
         problems.append(f"{label}: model: {str(fields.get('model'))[:80]!r} is not one of "
                         f"{', '.join(MODELS)}")

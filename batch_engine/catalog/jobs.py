@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from batch_engine.catalog.yamlfile import MAX_YAML_BYTES, YamlProblem, read_yaml
+from batch_engine.inputs import read_input
+from batch_engine.text import clean
 
 # option -> the type its value must have
 OPTIONS: dict[str, tuple[type, ...]] = {
@@ -39,7 +42,7 @@ def is_job_file(path: Path) -> bool:
     """A YAML file whose top-level keys include `manifest:` and no items of its own. Only the
     top-level keys are looked at (a catalog manifest can be large; it is parsed once, later)."""
     try:
-        text = path.read_bytes().decode("utf-8-sig", errors="replace")
+        text = read_input(path, MAX_YAML_BYTES).decode("utf-8-sig", errors="replace")
     except OSError:
         return False
     keys = set(re.findall(r"^([A-Za-z_]+)[ \t]*:", text, re.MULTILINE))
@@ -47,20 +50,20 @@ def is_job_file(path: Path) -> bool:
 
 
 def load_job(path: Path, today: datetime.date | None = None) -> tuple[Job | None, list[str]]:
-    import yaml  # only when a job file is read: `retry` and `status` never need PyYAML
-
+    """The job a job file describes, or every problem with it."""
     try:
-        data = yaml.load(path.read_bytes(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except (OSError, yaml.YAMLError) as e:
-        return None, [f"cannot read the job file: {e}"]
-    problems = []
+        _, data, problems = read_yaml(path, "the job file")
+    except YamlProblem as e:
+        return None, e.problems
+    if not isinstance(data, dict):
+        return None, problems + ["the job file must be a mapping (manifest:, out:, and options)"]
     for key in data:
         if key not in ("manifest", "out", *OPTIONS):
-            problems.append(f"unknown key {key!r} (known: manifest, out, {', '.join(OPTIONS)})")
+            problems.append(f"unknown key {str(key)[:60]!r} (known: manifest, out, {', '.join(OPTIONS)})")
     for key, kinds in OPTIONS.items():
         value = data.get(key)
         if value is not None and (not isinstance(value, kinds) or (kinds == (int,) and isinstance(value, bool))):
-            problems.append(f"{key}: must be {' or '.join(k.__name__ for k in kinds)}, not {value!r}")
+            problems.append(f"{key}: must be {' or '.join(k.__name__ for k in kinds)}, not {clean(repr(value), limit=80)}")
     for key in ("manifest", "out"):
         if not isinstance(data.get(key), str) or not data[key].strip():
             problems.append(f"{key}: missing (the path of the {'manifest' if key == 'manifest' else 'output folder'})")

@@ -7,8 +7,9 @@ validation, never sent. To add a model, add a row (see ../shared/kie-facts.md fo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 PRO = "hailuo/02-image-to-video-pro"
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Sequence, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -38,7 +39,7 @@ def select(items: Sequence[T], ids: Sequence[str], *, only: set[str] | None = No
             raise ValueError(f"--only names {len(missing)} id(s) not in the catalog: "
                              + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
     chosen = []
-    for item, item_id in zip(items, ids):
+    for item, item_id in zip(items, ids, strict=True):
         if only is not None and item_id not in only:
             continue
         if shard is not None and shard_of(item_id, shard[1]) != shard[0]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from batch_engine.catalog.items import DEFAULT_KEYS
+from batch_engine.inputs import Unreadable, read_input
 
 MAX_CATALOG_BYTES = 256 * 1024 * 1024
 IMAGE_COLUMNS = ("image_url", "image")
@@ -51,12 +52,13 @@ def read_catalog(path: Path, template: str | None) -> tuple[list[tuple[str, dict
     missing = [c for c in needed if c not in columns]
     if not columns & set(IMAGE_COLUMNS):
         missing.append("image_url (or image)")
-    if missing:
-        return [], [f"{path.name}: missing column(s): {', '.join(missing)}"
-                    + (" (named in prompt_template)" if set(missing) & set(names) else "")] + problems
+    if missing:  # every row is still checked: all problems at once
+        problems.insert(0, f"{path.name}: missing column(s): {', '.join(missing)}"
+                        + (" (named in prompt_template)" if set(missing) & set(names) else ""))
+    present = [name for name in names if name in columns]
     items = []
     for where, row in rows:
-        empty = [name for name in names if not str(row.get(name) or "").strip()]
+        empty = [name for name in present if not str(row.get(name) or "").strip()]
         if empty:
             problems.append(f"{where}: empty value in column(s) {', '.join(empty)} (used by prompt_template)")
             continue
@@ -70,18 +72,16 @@ def read_catalog(path: Path, template: str | None) -> tuple[list[tuple[str, dict
             if isinstance(item.get(flag), str) and item[flag].lower() in _BOOLS:
                 item[flag] = _BOOLS[item[flag].lower()]
         if template is not None:
-            item["prompt"] = template.format(**{name: str(row[name]).strip() for name in names})
+            item["prompt"] = template.format(**{name: str(row.get(name) or "").strip() for name in names})
         items.append((where, item))
     return items, problems
 
 
 def _rows(path: Path) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
     try:
-        if path.stat().st_size > MAX_CATALOG_BYTES:
-            return [], [f"{path.name}: larger than {MAX_CATALOG_BYTES:,} bytes: split the catalog"]
-        text = path.read_bytes().decode("utf-8-sig")
-    except OSError as e:
-        return [], [f"items_from: cannot read {path}: {e.strerror or e}"]
+        text = read_input(path, MAX_CATALOG_BYTES, what="the catalog").decode("utf-8-sig")
+    except Unreadable as e:
+        return [], [f"items_from: {e}"]
     except UnicodeDecodeError:
         return [], [f"{path.name}: not UTF-8 text (export the spreadsheet as CSV UTF-8)"]
     if path.suffix.lower() == ".jsonl":
@@ -95,6 +95,9 @@ def _rows(path: Path) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
             where = f"{path.name} line {reader.line_num}"
             if None in row:
                 problems.append(f"{where}: more values than columns")
+                continue
+            if None in row.values():
+                problems.append(f"{where}: fewer values than columns")
                 continue
             rows.append((where, {k.strip(): (v.strip() if isinstance(v, str) else v)
                                  for k, v in row.items() if k is not None}))

@@ -14,15 +14,16 @@ import logging
 import os
 import signal
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.markup import escape
 
 from batch_engine import logs
-from batch_engine.version import __version__
 from batch_engine.cli.common import BAD_INPUT, CLOSED_PIPE, INTERRUPTED, SOME_FAILED, UsageError
+from batch_engine.config import DEFAULTS
 from batch_engine.sandbox.command import add_arguments as add_sandbox_arguments
+from batch_engine.version import __version__
 
 log = logging.getLogger("batch_engine")
 
@@ -73,17 +74,17 @@ def cmd_sandbox(args: argparse.Namespace, console: Console) -> int:
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rate", default="20/10s", help="create cap, N/Ws (default 20/10s, kie.ai's limit)")
-    p.add_argument("--task-timeout", type=float, default=20.0, metavar="MINUTES",
+    p.add_argument("--rate", default=DEFAULTS["rate"], help="create cap, N/Ws (default 20/10s, kie.ai's limit)")
+    p.add_argument("--task-timeout", type=float, default=DEFAULTS["task_timeout"], metavar="MINUTES",
                    help="report a task still unfinished after this long (it stays resumable)")
-    p.add_argument("--poll-rate", type=float, default=25.0, metavar="N",
+    p.add_argument("--poll-rate", type=float, default=DEFAULTS["poll_rate"], metavar="N",
                    help="at most N recordInfo calls per second, all tasks together (default 25)")
-    p.add_argument("--request-timeout", type=float, default=60.0, metavar="SECONDS",
+    p.add_argument("--request-timeout", type=float, default=DEFAULTS["request_timeout"], metavar="SECONDS",
                    help="give up waiting for one API answer after this long (default 60)")
-    p.add_argument("--download-stall", type=float, default=60.0, metavar="SECONDS",
+    p.add_argument("--download-stall", type=float, default=DEFAULTS["download_stall"], metavar="SECONDS",
                    help="cut a download that brings under 1 KiB in this long, and resume it (default 60)")
     # for tests and demos: multiplies poll intervals and retry back-offs
-    p.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
+    p.add_argument("--time-scale", type=float, default=DEFAULTS["time_scale"], help=argparse.SUPPRESS)
     p.add_argument("--callback-url", metavar="URL",
                    help="ask kie.ai to POST each finished task here; polling becomes a slow fallback")
     p.add_argument("--listen", metavar="HOST:PORT",

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from rich.console import Console
 
-OK, SOME_FAILED, BAD_INPUT, REFUSED, INTERRUPTED = 0, 1, 2, 3, 130
-CLOSED_PIPE = 141  # 128 + SIGPIPE, as the shell reports a tool stopped by a closed pipe
+from batch_engine.exits import Exit
+from batch_engine.text import clean
+
+OK, SOME_FAILED, BAD_INPUT, REFUSED, INTERRUPTED, CLOSED_PIPE = (
+    Exit.OK, Exit.SOME_FAILED, Exit.BAD_INPUT, Exit.REFUSED, Exit.INTERRUPTED, Exit.CLOSED_PIPE)
 
 
 class UsageError(Exception):
@@ -13,7 +16,9 @@ class UsageError(Exception):
 
 
 def print_problems(console: Console, where: str, problems: list[str]) -> int:
-    console.print(f"[red]{where}: {len(problems)} problem(s); nothing was sent[/]", highlight=False)
+    """Every problem of an input, one a line; exit 2."""
+    console.print(f"{clean(where)}: {len(problems)} problem(s); nothing was sent", style="red",
+                  markup=False, highlight=False)
     for problem in problems:
-        console.print(f"  {problem}", markup=False, highlight=False)
+        console.print(f"  {clean(problem)}", markup=False, highlight=False)
     return BAD_INPUT

@@ -15,9 +15,10 @@ from batch_engine.catalog.models import MODELS
 from batch_engine.cli.common import BAD_INPUT, OK, UsageError
 from batch_engine.config import Rate
 from batch_engine.ids import unsafe_id_reason
+from batch_engine.inputs import Unreadable, read_input
 from batch_engine.pipeline.plan import plan_redo
 from batch_engine.report.html import write_report
-from batch_engine.store.ledger import LEDGER_NAME, LedgerError, read_items
+from batch_engine.store.ledger import LEDGER_NAME, LedgerError, read_ledger
 from batch_engine.store.uploads import UploadBook
 from batch_engine.text import has_unsafe
 
@@ -35,9 +36,12 @@ def redo_ids(args: argparse.Namespace) -> list[str]:
     ids = list(args.ids)
     if args.from_file:
         try:
-            ids += [line.strip() for line in Path(args.from_file).read_text().splitlines() if line.strip()]
-        except (OSError, UnicodeDecodeError) as e:
-            raise UsageError(f"--from {args.from_file}: cannot read it ({e})") from None
+            text = read_input(Path(args.from_file), 64 * 1024 * 1024, what="--from").decode("utf-8-sig")
+        except Unreadable as e:
+            raise UsageError(str(e)) from None
+        except UnicodeDecodeError:
+            raise UsageError(f"--from {args.from_file}: not UTF-8 text") from None
+        ids += [line.strip() for line in text.splitlines() if line.strip()]
     if not ids:
         raise UsageError("name the items to make again (IDs, or --from FILE with one id a line)")
     bad = [i for i in ids if unsafe_id_reason(i)]
@@ -62,7 +66,10 @@ def check_redo(args: argparse.Namespace, console: Console) -> tuple[list[str], i
         raise UsageError(str(e)) from None
     n = plan.creates
     console.print(f"redo: {n} item(s) will be made again: {n} new task(s), paid again; their "
-                  f"current videos move to {out / '.replaced'}", highlight=False)
+                  f"current videos move to {out / '.replaced'}", highlight=False, markup=False)
+    if args.dry_run:
+        console.print("dry run: nothing was created or moved", highlight=False)
+        return ids, OK
     if args.yes:
         return ids, None
     if not sys.stdin.isatty():
@@ -84,7 +91,7 @@ def _folder(text: str) -> Path:
 
 def _items(out: Path) -> dict:
     try:
-        return read_items(out)
+        return read_ledger(out).items
     except LedgerError as e:
         raise UsageError(str(e)) from None
 

@@ -10,26 +10,29 @@ import faulthandler
 import json
 import logging
 import signal
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 
+from batch_engine import logs
 from batch_engine.api import BatchInputError, BatchResult, choose, execute, images_of, load_specs
+from batch_engine.catalog.images import LocalImage
 from batch_engine.catalog.jobs import Job, is_job_file, load_job
 from batch_engine.catalog.select import parse_shard
 from batch_engine.cli.common import OK, REFUSED, SOME_FAILED, UsageError, print_problems
-from batch_engine.cli.settings import build_config
+from batch_engine.cli.settings import config_from_args
 from batch_engine.config import Config
 from batch_engine.errors import AccountRefused, CannotListen
 from batch_engine.pipeline.plan import Plan, plan_manifest, plan_redo, plan_retry
 from batch_engine.report.console import dry_run_report, summary, validation_report
-from batch_engine.store.folder import file_sizes, write_atomic
+from batch_engine.store.folder import write_atomic
 from batch_engine.store.ledger import LEDGER_NAME, FolderUnusable, Ledger, LedgerError, LedgerLocked, read_ledger
-from batch_engine import logs
+from batch_engine.store.videos import LocalVideos, VideoStore
 
 if TYPE_CHECKING:
     from batch_engine.pipeline.engine import Run
@@ -59,8 +62,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(str(e)) from None
     if args.dry_run:
         return _dry_run(args, console, lambda known, damaged, files: plan_manifest(known, specs, files, damaged))
-    return _execute(args, console, lambda ledger: plan_manifest(ledger.items, specs, ledger.file_sizes(),
-                                                                 ledger.damaged), images=images_of(specs))
+    return _execute(args, console, lambda ledger, videos: plan_manifest(ledger.items, specs, videos.sizes(),
+                                                                         ledger.damaged), images=images_of(specs))
 
 
 def cmd_redo(args: argparse.Namespace, console: Console) -> int:
@@ -68,7 +71,7 @@ def cmd_redo(args: argparse.Namespace, console: Console) -> int:
     ids, stop = check_redo(args, console)
     if stop is not None:
         return stop
-    return _execute(args, console, lambda ledger: plan_redo(ledger.thawed(ids), ids, args.prompt))
+    return _execute(args, console, lambda ledger, videos: plan_redo(ledger.items, ids, args.prompt))
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
@@ -91,7 +94,7 @@ def cmd_retry(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(f"no ledger in {args.out}: nothing to retry (run a manifest first)")
     if args.dry_run:
         return _dry_run(args, console, lambda known, damaged, files: plan_retry(known, files, damaged))
-    return _execute(args, console, lambda ledger: plan_retry(ledger.items, ledger.file_sizes(), ledger.damaged))
+    return _execute(args, console, lambda ledger, videos: plan_retry(ledger.items, videos.sizes(), ledger.damaged))
 
 
 def _apply_job(args: argparse.Namespace, job: Job) -> None:
@@ -111,15 +114,15 @@ def _dry_run(args: argparse.Namespace, console: Console, make_plan: Callable[...
         loaded = read_ledger(out)
     except LedgerError as e:
         raise UsageError(str(e)) from None
-    plan = make_plan(loaded.items, loaded.damaged, file_sizes(out))
+    plan = make_plan(loaded.items, loaded.damaged, LocalVideos(out).sizes())
     dry_run_report(plan, console, max_tasks=args.max_tasks, credits_per_task=args.credits_per_task)
     return OK
 
 
-def _execute(args: argparse.Namespace, console: Console, make_plan: Callable[[Ledger], Plan],
-             images: dict | None = None) -> int:
+def _execute(args: argparse.Namespace, console: Console, make_plan: Callable[[Ledger, VideoStore], Plan],
+             images: dict[str, LocalImage] | None = None) -> int:
     try:
-        config = build_config(args, terminal=console.is_terminal)
+        config = config_from_args(args, terminal=console.is_terminal)
         config.out_dir.mkdir(parents=True, exist_ok=True)
     except ValueError as e:
         raise UsageError(str(e)) from None
@@ -150,12 +153,13 @@ def _execute(args: argparse.Namespace, console: Console, make_plan: Callable[[Le
     return result.exit_code
 
 
-async def _run_async(config: Config, make_plan: Callable[[Ledger], Plan], console: Console,
-                     args: argparse.Namespace, images: dict | None) -> BatchResult | None:
+async def _run_async(config: Config, make_plan: Callable[[Ledger, VideoStore], Plan], console: Console,
+                     args: argparse.Namespace, images: dict[str, LocalImage] | None) -> BatchResult | None:
     main_task = asyncio.current_task()
+    assert main_task is not None
     # a closure, not the bound method: signal.signal() reprs the handler it replaces, and a task's
-    # repr holds its result (100,000 items took 1.6 s to print into a string nobody read)
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: main_task.cancel())  # type: ignore[union-attr]
+    # repr holds its result (a long string nobody reads)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: main_task.cancel())  # noqa: PLW0108
     async with AsyncExitStack() as stack:
         if args.sandbox:
             config = await _start_demo_sandbox(stack, config, console)

@@ -4,54 +4,44 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
-import orjson
+import msgspec
 from rich.console import Console
 
 from batch_engine.cli.common import OK, UsageError
 from batch_engine.cli.settings import secrets_from_env
 from batch_engine.report.status import status_rows, status_view
 from batch_engine.states import state_counts
-from batch_engine.store.briefs import Brief, read_briefs
-from batch_engine.store.ledger import LEDGER_NAME, LedgerError
+from batch_engine.store.ledger import LedgerError, read_ledger
+from batch_engine.store.videos import LocalVideos
 
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
     out = Path(args.out)
     secrets = secrets_from_env()
     try:
-        briefs = read_briefs(out)  # streamed: what status shows, each item at its last line
+        items = list(read_ledger(out, missing_ok=False).items.values())
     except LedgerError as e:  # none there, a link, unreadable
         raise UsageError(str(e)) from None
-    except OSError as e:
-        raise UsageError(f"cannot read {out / LEDGER_NAME}: {e.strerror or e}") from None
     if args.json:
-        found: Counter[str] = Counter()
-        _write_json(status_rows(out, _counting(briefs, found), secrets), lambda: state_counts(found))
+        _write_json(status_rows(LocalVideos(out), items, secrets), state_counts(item.state for item in items))
     else:
-        status_view(out, briefs, Console(), secrets=secrets)
+        status_view(out, items, Console(), secrets=secrets)
     return OK
 
 
-def _counting(briefs: Iterable[Brief], found: Counter[str]) -> Iterator[Brief]:
-    for brief in briefs:
-        found[brief.state] += 1
-        yield brief
-
-
-def _write_json(rows: Iterator[dict[str, Any]], counts: Callable[[], dict[str, int]]) -> None:
-    """`{"items": [...], "counts": {...}}`, one item a line, written as the rows come (a
-    thousand a write); the counts are asked for after the last row."""
-    write, dumps = sys.stdout.buffer.write, orjson.dumps
+def _write_json(rows: Iterator[dict[str, Any]], counts: dict[str, int]) -> None:
+    """`{"items": [...], "counts": {...}}`, one item a line, a thousand rows a write."""
+    write, encode = sys.stdout.buffer.write, msgspec.json.encode
     write(b'{"items": [')
     batch = []
     for n, row in enumerate(rows):
-        batch.append((b"\n  " if n == 0 else b",\n  ") + dumps(row))
-        if len(batch) >= 1000:  # a thousand rows a write, not one
+        batch.append((b"\n  " if n == 0 else b",\n  ") + encode(row))
+        if len(batch) >= 1000:
             write(b"".join(batch))
             batch.clear()
-    write(b"".join(batch) + b'\n],\n "counts": ' + dumps(counts()) + b"}\n")
+    write(b"".join(batch) + b'\n],\n "counts": ' + encode(counts) + b"}\n")
     sys.stdout.flush()

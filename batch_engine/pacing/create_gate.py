@@ -18,7 +18,7 @@ import asyncio
 import math
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 from batch_engine.config import Rate
 from batch_engine.pacing.limiter import AdaptiveLimiter
@@ -36,8 +36,15 @@ class RatePolicy:
     the next, so a cap that was learnt is not hammered again.
     """
 
-    __slots__ = ("told", "creates", "pause_until", "_streak", "_last_cut", "_clean_since",
-                 "_probe_windows")
+    __slots__ = (
+        "_clean_since",
+        "_last_cut",
+        "_probe_windows",
+        "_streak",
+        "creates",
+        "pause_until",
+        "told",
+    )
 
     def __init__(self, told: Rate) -> None:
         self.told = told                  # the cap the user gave (the most we ever use)
@@ -84,7 +91,7 @@ class RatePolicy:
 
 
 class _Slot:
-    __slots__ = ("sent_at", "answered_at", "accepted", "event")
+    __slots__ = ("accepted", "answered_at", "event", "sent_at")
 
     def __init__(self, sent_at: float, answered_at: float | None = None) -> None:
         self.sent_at = sent_at            # monotonic time the create was let through
@@ -114,6 +121,10 @@ class CreateGate:
     def __repr__(self) -> str:
         return (f"<CreateGate {self.policy!r} recent={len(self._log)} in_flight={len(self._in_flight)} "
                 f"latency={self._latency:.3f}s closed={self.closed}>")
+
+    def cap_per_minute(self) -> float:
+        """The creates a minute the gate believes the account allows now."""
+        return self.policy.creates / self.policy.told.window * 60.0
 
     def seed(self, seconds_ago: list[float]) -> None:
         """Count creates an earlier run made in the current window (from the ledger): the latest
@@ -165,7 +176,7 @@ class CreateGate:
         slot.accepted = accepted
         if rate_limited:
             window_start = now - self.policy.told.window
-            recent = sum(1 for s in self._log if s.accepted and s.answered_at >= window_start)  # type: ignore[operator]
+            recent = sum(1 for s in self._log if s.accepted and s.answered_at is not None and s.answered_at >= window_start)
             self.policy.on_rate_limited(now, retry_after, recent)
         elif accepted:
             self.policy.on_accepted(now)

@@ -8,8 +8,8 @@ multiplied by the run's time scale (tests and the demo run on a small one); caps
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 def backoff_delay(attempt: int, *, base: float = 1.0, cap: float = 60.0,

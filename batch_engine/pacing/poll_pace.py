@@ -24,7 +24,7 @@ class PollPace:
     RECOVER seconds pass without a 429 the rate rises by a quarter, back to what was allowed.
     """
 
-    __slots__ = ("allowed", "rate", "pause_until", "_last_cut", "_clean_since")
+    __slots__ = ("_clean_since", "_last_cut", "allowed", "pause_until", "rate")
     FLOOR = 0.2       # polls per second: the least it slows to
     RECOVER = 10.0    # seconds without a 429 before each step back up
 
@@ -63,7 +63,7 @@ class PollGate:
     once the provider refused polls, they go out evenly, one at a time: a burst is what was refused.
     """
 
-    __slots__ = ("pace", "_limiter")
+    __slots__ = ("_limiter", "pace")
 
     def __init__(self, allowed: float) -> None:
         self.pace = PollPace(allowed)                  # the rate, decided from the answers

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from typing import Sequence
+from collections.abc import Sequence
 
 from batch_engine.config import PollSettings
 
@@ -72,7 +72,7 @@ def duration_of(said: float | None, seen: float | None, noticed: float) -> float
 
 
 class PollSchedule:
-    __slots__ = ("settings", "callbacks", "_durations", "_births", "_earliest", "_first", "quiet_until")
+    __slots__ = ("_births", "_durations", "_earliest", "_first", "callbacks", "quiet_until", "settings")
 
     def __init__(self, settings: PollSettings, *, callbacks: bool = False) -> None:
         self.settings = settings

@@ -18,12 +18,14 @@ import aiofiles.os
 
 from batch_engine.errors import AccountRefused, BadVideo, KieError, RangeNotSatisfiable
 from batch_engine.pacing.policy import DOWNLOAD
-from batch_engine.pipeline.context import Context
+from batch_engine.pipeline.context import Control, Progress
 from batch_engine.pipeline.outcomes import AfterDownload, after_download_error, download_exhausted
-from batch_engine.states import State
-from batch_engine.store.folder import PARTIAL_DIR, move_aside, part_path, publish, real_dir, video_name
-from batch_engine.store.ledger import Item, now_iso
-from batch_engine.store.partial import hash_file, part_size, write_part, write_whole
+from batch_engine.provider.base import Provider
+from batch_engine.store import changes
+from batch_engine.store.item import video_name
+from batch_engine.store.ledger import Item, Ledger
+from batch_engine.store.partial import ensure_dir, hash_file, part_file, part_size, write_part, write_whole
+from batch_engine.store.videos import VideoStore
 
 log = logging.getLogger(__name__)
 
@@ -46,24 +48,35 @@ def looks_like_error_page(head: bytes, content_type: str) -> bool:
     return all(c.isprintable() or c.isspace() for c in text)
 
 
-def verify(item_id: str, head: bytes, size: int, total: int | None, content_type: str) -> None:
-    """Raise BadVideo unless the bytes are whole and may be a video."""
+def verify(item_id: str, head: bytes, size: int, total: int | None, content_type: str, *,
+           decoded: bool = False) -> None:
+    """Raise BadVideo unless the bytes are whole and may be a video (a body the host compressed
+    must be an MP4 once decoded: a compressed blob of anything else is no video)."""
     if total is not None and size != total:
         raise BadVideo(f"got {size} of {total} bytes", code="short")
     if size == 0:
         raise BadVideo("the file is empty", code="empty")
     if looks_like_mp4(head):
         return
+    if decoded:
+        raise BadVideo("the host's gzip-encoded body is not an MP4 once decoded", code="not_mp4")
     if looks_like_error_page(head, content_type):
         raise BadVideo(f"the host sent a page ({content_type or 'no type'}), not a video", code="not_mp4")
     log.warning("item %s: the video has no MP4 signature (ftyp box); kept as sent", item_id)
 
 
 class Downloader:
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
+    def __init__(self, ledger: Ledger, provider: Provider, videos: VideoStore, control: Control,
+                 progress: Progress, partial_dir: Path, *, attempts: int = 8, scale: float = 1.0) -> None:
+        self.ledger = ledger
+        self.provider = provider
+        self.videos = videos
+        self.control = control
+        self.progress = progress
+        self.partial_dir = partial_dir   # where downloads are kept until they are verified
+        self.attempts = attempts         # tries without progress before an item's download fails
+        self.scale = scale               # multiplies every back-off (tests, the demo)
         self.queue: asyncio.Queue[Item] = asyncio.Queue()
-        self.partial_dir = ctx.config.out_dir / PARTIAL_DIR
         self._active: set[str] = set()  # ids of items being downloaded now
 
     def __repr__(self) -> str:
@@ -83,10 +96,9 @@ class Downloader:
 
     async def download(self, item: Item) -> None:
         """Fetch until the video is verified, or the tries run out (`outcomes.download_exhausted`)."""
-        ctx = self.ctx
         url = item.result_url or ""
         last, failures, tries = "no attempt", 0, 0
-        while not download_exhausted(failures, tries, ctx.config.download_attempts):
+        while not download_exhausted(failures, tries, self.attempts):
             tries += 1
             had = part_size(self._part(item))
             try:
@@ -97,61 +109,54 @@ class Downloader:
                 last = e.message
                 if step is AfterDownload.REFRESH:
                     try:
-                        url = await ctx.client.fresh_download_url(item.result_url or url)
+                        url = await self.provider.fresh_link(item.result_url or url)
                         log.info("item %s: result link refused (%s); using a fresh link", item.id, e.message)
                         continue
                     except AccountRefused as refused:
-                        ctx.refuse(refused, stop_all=True)
+                        self.control.refuse(refused, stop_all=True)
                         return
                     except KieError as e2:
                         last = f"{e.message}; refreshing the link failed: {e2.message}"
                 else:
                     log.info("item %s: download try %d failed: %s", item.id, tries, e.message)
-                await asyncio.sleep(DOWNLOAD.delay(failures, ctx.config.poll.scale))
+                await asyncio.sleep(DOWNLOAD.delay(failures, self.scale))
                 continue
-            ctx.ledger.advance(item, State.SUCCEEDED, video=video_name(item.id), bytes=size,
-                               sha256=digest, fail_code=None, fail_msg=None, finished_at=now_iso())
-            ctx.stats.bytes_downloaded += size
-            ctx.rest(item)
+            self.ledger.apply(item, changes.succeeded(size, digest, video_name(item.id)))
+            self.progress.stats.bytes_downloaded += size
+            self.control.rest()
             return
-        ctx.ledger.advance(item, State.FAILED, fail_code="download_failed", retryable=True,
-                           fail_msg=f"download failed {tries} times: {last}; "
-                                    "`batch-engine retry` downloads it again without a new task",
-                           finished_at=now_iso())
-        ctx.rest(item)
+        self.ledger.apply(item, changes.failed("download_failed", f"download failed {tries} times: {last}; "
+                                               "`batch-engine retry` downloads it again without a new task",
+                                               retryable=True))
+        self.control.rest()
 
     def _publish(self, item: Item, part: Path, whole: bytes | None = None) -> None:
-        """Give the verified video its name (`whole`: its bytes, not yet written: written to the
-        part first, in the same thread job); a file that stood there (the user's own, another
-        tool's, or a damaged earlier download) is moved to .replaced/, never overwritten."""
+        """Hand the verified video to the store (`whole`: its bytes, not yet written: written to
+        the part first, in the same thread job)."""
         if whole is not None:
             write_whole(part, 0, whole)
-        moved = move_aside(self.ctx.config.out_dir, item.id)
-        if moved is not None:
-            log.warning("item %s: a file was already at %s; it was moved to %s", item.id,
-                        video_name(item.id), moved)
-        publish(part, self.ctx.config.out_dir / video_name(item.id))
+        self.videos.put(item.id, part)
 
     def _part(self, item: Item) -> Path:
-        return part_path(self.ctx.config.out_dir, item.id, item.task_id or "")
+        return part_file(self.partial_dir, item.id, item.task_id or "")
 
     async def _fetch(self, item: Item, url: str) -> tuple[int, str]:
-        real_dir(self.partial_dir)
+        ensure_dir(self.partial_dir)
         part = self._part(item)
         have = part_size(part)
         try:
-            async with self.ctx.client.open_file(url, offset=have) as stream:
+            async with self.provider.open_file(url, offset=have) as stream:
                 size, digest, head, whole = await write_part(part, stream.start, stream.chunks)
-                total, content_type = stream.total, stream.content_type
+                total, content_type, decoded = stream.total, stream.content_type, stream.decoded
         except RangeNotSatisfiable as e:
             if e.total != have:  # the part is not the whole file: start over
                 await aiofiles.os.remove(part)
                 raise
             digest = hashlib.sha256()  # killed after the last byte, before the rename
             head = await hash_file(part, digest)
-            size, total, content_type, whole = have, e.total, "", None
+            size, total, content_type, whole, decoded = have, e.total, "", None, False
         try:
-            verify(item.id, head, size, total, content_type)
+            verify(item.id, head, size, total, content_type, decoded=decoded)
         except BadVideo:
             if whole is None:
                 await aiofiles.os.remove(part)

@@ -10,13 +10,20 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from batch_engine.errors import (AccountRefused, FileUnavailable, KieError, Maintenance, RateLimited,
-                                 Stalled, TaskFailed, TaskUnknown, Transient)
+from batch_engine.errors import (
+    AccountRefused,
+    FileUnavailable,
+    KieError,
+    Maintenance,
+    RateLimited,
+    Stalled,
+    TaskFailed,
+    TaskUnknown,
+    Transient,
+)
 from batch_engine.pacing.policy import CREATE, PAUSES, POLL, TASK_UNKNOWN, Pauses, Retry
-from batch_engine.provider.answers import TaskInfo, worth_retrying
+from batch_engine.provider.base import TaskInfo, TaskState
 from batch_engine.states import State
-
-IN_PROGRESS = frozenset({"waiting", "queuing", "generating", "created"})
 
 
 # -- after a create ---------------------------------------------------------------------------
@@ -54,7 +61,7 @@ def after_create(error: KieError | None, failures: int, *, scale: float = 1.0,
     if not isinstance(error, Transient):
         return CreateOutcome(AfterCreate.FAIL, State.FAILED, counted=False, code=str(error.code),
                              message=f"create rejected: {error.message}",
-                             retryable=worth_retrying(str(error.code), error.message))
+                             retryable=error.retryable)
     pause = None
     if isinstance(error, Maintenance):
         pause = error.retry_after or pauses.maintenance * scale
@@ -93,17 +100,17 @@ class PollOutcome:
 
 def after_task_info(info: TaskInfo) -> PollOutcome:
     """What the provider's word on a task means for its item."""
-    if info.state == "success":
+    if info.state is TaskState.SUCCESS:
         if not info.result_urls:  # never created again: `retry` reads the record once more
-            return PollOutcome(AfterPoll.FAIL, "success", code="no_result", retryable=True,
+            return PollOutcome(AfterPoll.FAIL, TaskState.SUCCESS, code="no_result", retryable=True,
                                message="the task succeeded without a readable result URL; `batch-engine "
                                        "retry` reads its record again (the task is not created again)")
-        return PollOutcome(AfterPoll.DOWNLOAD, "success", url=info.result_urls[0], credits=info.credits)
-    if info.state == "fail":
-        return PollOutcome(AfterPoll.FAIL, "fail", code=info.fail_code or "fail",
+        return PollOutcome(AfterPoll.DOWNLOAD, TaskState.SUCCESS, url=info.result_urls[0], credits=info.credits)
+    if info.state is TaskState.FAIL:
+        return PollOutcome(AfterPoll.FAIL, TaskState.FAIL, code=info.fail_code or "fail",
                            message=info.fail_msg or "the provider reported the task failed",
-                           retryable=worth_retrying(info.fail_code, info.fail_msg))
-    return PollOutcome(AfterPoll.WAIT, info.state, undocumented=info.state not in IN_PROGRESS)
+                           retryable=info.retryable)
+    return PollOutcome(AfterPoll.WAIT, info.word or info.state, undocumented=info.state is TaskState.UNKNOWN)
 
 
 def after_poll_error(error: KieError, *, age: float, errors: int, task_id: str | None,
@@ -115,7 +122,7 @@ def after_poll_error(error: KieError, *, age: float, errors: int, task_id: str |
     if isinstance(error, RateLimited):
         return PollOutcome(AfterPoll.SLOW_DOWN, message=error.message)
     if isinstance(error, TaskFailed):
-        return PollOutcome(AfterPoll.FAIL, "fail", code=str(error.code), retryable=True,
+        return PollOutcome(AfterPoll.FAIL, TaskState.FAIL, code=str(error.code), retryable=True,
                            message=f"the task failed: {error.message}")
     if isinstance(error, TaskUnknown):
         if age > pauses.unknown_grace * scale:

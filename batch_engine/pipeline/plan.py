@@ -12,16 +12,16 @@ creates anew one that failed; anything else resumes where the ledger says it sta
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from batch_engine.catalog.items import ItemSpec, fingerprint
+from batch_engine.provider.base import TaskState
 from batch_engine.states import State
-from batch_engine.store.folder import video_name
-from batch_engine.store.item import iso_at, written_before
-from batch_engine.store.ledger import Item, Resting
+from batch_engine.store.item import parse_time, video_name
+from batch_engine.store.ledger import Item
 
 
 class Step(StrEnum):
@@ -51,7 +51,7 @@ _CREATING = frozenset({Step.NEW, Step.REMAKE, Step.CREATE, Step.RECREATE, Step.R
 _AT_REST = frozenset({Step.SKIP, Step.KEEP_FAILED})
 
 
-class Decision(NamedTuple):  # a tuple: a plan of 100,000 decisions is made in a blink
+class Decision(NamedTuple):
     item_id: str
     step: Step
     request: dict[str, Any] | None = None   # NEW and REMAKE: the createTask body to record
@@ -76,7 +76,7 @@ class Plan:
         return all(decision.step in _AT_REST for decision in self.decisions)
 
 
-def plan_manifest(known: Mapping[str, Item | Resting], specs: Sequence[ItemSpec], files: Mapping[str, int],
+def plan_manifest(known: Mapping[str, Item], specs: Sequence[ItemSpec], files: Mapping[str, int],
                   damaged: Mapping[str, str] = {}) -> Plan:
     """The plan for `run`: the manifest's items in its order. `known` is the ledger's items by id
     (those at rest read like the others),
@@ -99,13 +99,13 @@ def plan_manifest(known: Mapping[str, Item | Resting], specs: Sequence[ItemSpec]
     return Plan(tuple(decisions))
 
 
-def plan_retry(known: Mapping[str, Item | Resting], files: Mapping[str, int],
+def plan_retry(known: Mapping[str, Item], files: Mapping[str, int],
                damaged: Mapping[str, str] = {}) -> Plan:
     """The plan for `retry`: every item of the ledger, from the ledger alone."""
     decisions = [Decision(item_id, Step.DAMAGED) for item_id in damaged]
     for item in known.values():
         if item.state is State.FAILED:
-            step = retry_step(item)  # type: ignore[arg-type]  (a failed item is never at rest)
+            step = retry_step(item)
         else:
             step = resume_step(item, files)
         decisions.append(Decision(item.id, step))
@@ -132,38 +132,31 @@ def retry_step(item: Item) -> Step:
     """What `retry` does with a failed item: a task that succeeded is never created again."""
     if item.task_id and item.result_url:
         return Step.REOPEN_DOWNLOAD
-    if item.task_id and item.provider_state == "success":
+    if item.task_id and item.provider_state == TaskState.SUCCESS:
         return Step.REREAD
     return Step.REOPEN_CREATE
 
 
-def resume_step(item: Item | Resting, files: Mapping[str, int]) -> Step:
+def resume_step(item: Item, files: Mapping[str, int]) -> Step:
     """What an item the manifest did not change needs, from its state in the ledger."""
     if item.state is State.SUCCEEDED:
-        if files.get(item.video or video_name(item.id)) == item.bytes:
+        if files.get(video_name(item.id)) == item.size:
             return Step.SKIP
-        refetchable = item.refetchable if isinstance(item, Resting) else bool(item.result_url)
-        return Step.REFETCH if refetchable else Step.RECREATE
+        return Step.REFETCH if item.result_url else Step.RECREATE
     return {State.FAILED: Step.KEEP_FAILED, State.RUNNING: Step.POLL,
             State.DOWNLOADING: Step.DOWNLOAD}.get(item.state, Step.CREATE)
 
 
-def recent_creates(items: Iterable[Item | Resting], now: float, window: float) -> list[float]:
+def recent_creates(items: Iterable[Item], now: float, window: float) -> list[float]:
     """Seconds ago that each create of an earlier run went out, for those inside the current
     window: the create gate counts them. A create left unanswered reached the provider, if at
     all, before this run began: it is counted as just now."""
     recent = []
-    # a time as this engine writes it (UTC, milliseconds) before this one is older than the
-    # window: told by comparing the text, not parsing 100,000 of them
-    before = iso_at(now - window - 1)
     for item in items:
-        stamp = item.submitted_at
-        if not (item.attempts and stamp) or written_before(stamp, before):
+        sent = parse_time(item.submitted_at) if item.attempts else None
+        if sent is None:
             continue
-        try:
-            ago = now - datetime.fromisoformat(stamp).timestamp()
-        except ValueError:
-            continue
+        ago = now - sent
         if ago <= window:
             recent.append(0.0 if item.state is State.SUBMITTING else max(ago, 0.0))
     return recent

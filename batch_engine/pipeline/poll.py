@@ -15,19 +15,22 @@ import heapq
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
+from decimal import Decimal
 
+from batch_engine.config import PollSettings
 from batch_engine.errors import AccountRefused, KieError, RateLimited
 from batch_engine.pacing.poll_pace import PollGate
 from batch_engine.pacing.poll_schedule import PRIOR_MIN, TAIL_TASKS, PollSchedule, duration_of
 from batch_engine.pacing.waits import wait_event
-from batch_engine.pipeline.context import Context
+from batch_engine.pipeline.context import Control, Progress
 from batch_engine.pipeline.outcomes import AfterPoll, PollOutcome, after_poll_error, after_task_info
-from batch_engine.provider.answers import TaskInfo
+from batch_engine.provider.base import Provider, TaskInfo, TaskState
 from batch_engine.states import State
+from batch_engine.store import changes
 from batch_engine.store.durations import DurationBook, profile_of
-from batch_engine.store.ledger import Item, now_iso
+from batch_engine.store.ledger import Item, Ledger
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ log = logging.getLogger(__name__)
 class _Tracked:
     """What the poller keeps of one task in flight."""
 
-    __slots__ = ("item", "born", "order", "generation", "checks", "errors", "seen_running")
+    __slots__ = ("born", "checks", "errors", "generation", "item", "order", "seen_running")
 
     def __init__(self, item: Item, born: float, order: int) -> None:
         self.item = item
@@ -48,14 +51,19 @@ class _Tracked:
 
 
 class Poller:
-    def __init__(self, ctx: Context, to_download: Callable[[Item], None], workers: int = 8, *,
+    def __init__(self, settings: PollSettings, ledger: Ledger, provider: Provider, control: Control,
+                 progress: Progress, to_download: Callable[[Item], None], workers: int = 8, *,
                  callbacks: bool = False, book: DurationBook | None = None) -> None:
-        self.ctx = ctx
+        self.settings = settings
+        self.ledger = ledger
+        self.provider = provider
+        self.control = control
+        self.progress = progress
         self.book = book  # durations of earlier runs in this folder, and where this run's go
         self.to_download = to_download
         self.workers = workers
-        self.schedule = PollSchedule(ctx.config.poll, callbacks=callbacks)
-        self.gate = PollGate(ctx.config.poll.polls_per_second)
+        self.schedule = PollSchedule(settings, callbacks=callbacks)
+        self.gate = PollGate(settings.polls_per_second)
         self._heap: list[tuple[float, int, int, _Tracked]] = []  # (due, tie-break, generation, task)
         self._order = itertools.count()
         self._wakeup = asyncio.Event()                   # set when an earlier due time arrives
@@ -98,8 +106,7 @@ class Poller:
     def _in_tail(self) -> bool:
         """Nothing left to create and few tasks in flight: the batch's last videos. The first
         time, the tasks in flight are planned anew, closer."""
-        counts = self.ctx.counts
-        tail = (len(self._tracked) <= TAIL_TASKS and not counts[State.PENDING] and not counts[State.SUBMITTING])
+        tail = len(self._tracked) <= TAIL_TASKS and not self.progress.to_create()
         if tail and not self._tail:
             self._tail = True
             now = time.monotonic()
@@ -130,7 +137,7 @@ class Poller:
                 self._wakeup.clear()
                 await wait_event(self._wakeup, wait)
                 continue
-            due, _, generation, tracked = heapq.heappop(self._heap)
+            _, _, generation, tracked = heapq.heappop(self._heap)
             if tracked.generation != generation or self._tracked.get(tracked.item.id) is not tracked:
                 continue  # re-planned or finished since
             tracked.checks += 1
@@ -146,29 +153,28 @@ class Poller:
                 await self.poll(item)
 
     async def poll(self, item: Item) -> None:
-        ctx = self.ctx
         tracked = self._tracked.get(item.id)
         if tracked is None:
             return
         age = time.monotonic() - tracked.born
-        if age > ctx.config.poll.task_timeout:
+        if age > self.settings.task_timeout:
             log.warning("item %s: task %s unfinished after %.0f s; it stays in the ledger and the "
                         "next run picks it up", item.id, item.task_id, age)
-            ctx.stats.timed_out += 1
+            self.progress.stats.timed_out += 1
             self._forget(item)  # a late callback for it is left to the next run as well
-            ctx.rest(item)
+            self.control.rest()
             return
         await self.gate.wait_turn()
-        ctx.stats.polls += 1
+        self.progress.stats.polls += 1
         try:
-            info = await ctx.client.record_info(item.task_id)  # type: ignore[arg-type]
+            info = await self.provider.status(item.task_id or "")
         except KieError as e:
             if self._tracked.get(item.id) is not tracked:
                 return  # a callback ended the task while the poll was out
             if not isinstance(e, (RateLimited, AccountRefused)):  # those say nothing of the task
                 tracked.errors += 1
             outcome = after_poll_error(e, age=age, errors=tracked.errors, task_id=item.task_id,
-                                       scale=ctx.config.poll.scale)
+                                       scale=self.settings.scale)
             if outcome.message and outcome.next is AfterPoll.RETRY:
                 log.info("item %s: recordInfo failed (%s), try %d", item.id, outcome.message, tracked.errors)
             self._after_error(item, e, outcome)
@@ -178,13 +184,13 @@ class Poller:
         self.apply(item, info)
 
     def _after_error(self, item: Item, error: KieError, outcome: PollOutcome) -> None:
-        ctx, pace = self.ctx, self.gate.pace
-        if outcome.next is AfterPoll.STOP_ALL:
-            ctx.refuse(error, stop_all=True)  # type: ignore[arg-type]
+        pace = self.gate.pace
+        if outcome.next is AfterPoll.STOP_ALL and isinstance(error, AccountRefused):
+            self.control.refuse(error, stop_all=True)
         elif outcome.next is AfterPoll.SLOW_DOWN:  # polls count against a limit after all
             before = pace.rate
             pace.on_refused(time.monotonic(), getattr(error, "retry_after", None))
-            ctx.stats.polls_refused += 1
+            self.progress.stats.polls_refused += 1
             if pace.rate < before:  # a warning the first time, then quieter
                 level = logging.WARNING if before == pace.allowed else logging.INFO
                 log.log(level, "the provider answered a poll with 429 (%s); polling slowed to %.2g "
@@ -192,41 +198,38 @@ class Poller:
             self.track(item, max(pace.pause_until - time.monotonic(), 0.0))
         elif outcome.next is AfterPoll.FAIL:
             self._forget(item)
-            ctx.ledger.advance(item, State.FAILED, provider_state=outcome.provider_state,
-                               fail_code=outcome.code, fail_msg=outcome.message,
-                               retryable=outcome.retryable, finished_at=now_iso())
-            ctx.rest(item)
+            self._fail(item, outcome)
         else:
             self.track(item, outcome.wait)
 
+    def _fail(self, item: Item, outcome: PollOutcome) -> None:
+        self.ledger.apply(item, changes.failed(outcome.code or "fail", outcome.message or "",
+                                               retryable=outcome.retryable, provider_state=outcome.provider_state))
+        self.control.rest()
+
     def apply(self, item: Item, info: TaskInfo) -> None:
         """Act on what the provider says of a task (from recordInfo or a verified callback)."""
-        ctx = self.ctx
         if item.state is not State.RUNNING:
             return  # already handled: duplicates happen
         outcome = after_task_info(info)
         if outcome.next is not AfterPoll.WAIT:
-            if info.state == "success":
+            if info.state is TaskState.SUCCESS:
                 self._learn(item, info)
             self._forget(item)
         if outcome.next is AfterPoll.DOWNLOAD:
-            cost = {} if outcome.credits is None else {"credits": float(outcome.credits)}
             if outcome.credits is not None:
-                ctx.stats.credits_spent += outcome.credits
-            ctx.ledger.advance(item, State.DOWNLOADING, provider_state="success", result_url=outcome.url, **cost)
+                self.progress.stats.credits_spent += outcome.credits
+            self.ledger.apply(item, changes.generated(outcome.url or "", _number(outcome.credits)))
             self.to_download(item)
         elif outcome.next is AfterPoll.FAIL:
-            ctx.ledger.advance(item, State.FAILED, provider_state=outcome.provider_state,
-                               fail_code=outcome.code, fail_msg=outcome.message,
-                               retryable=outcome.retryable, finished_at=now_iso())
-            ctx.rest(item)
+            self._fail(item, outcome)
         else:
-            if outcome.undocumented and info.state not in self._unknown_states:
-                self._unknown_states.add(info.state)
-                log.warning("recordInfo reported an undocumented state %r; treating it as in progress",
-                            info.state)
-            if info.state != item.provider_state:
-                ctx.ledger.advance(item, State.RUNNING, provider_state=info.state)
+            word = outcome.provider_state or ""
+            if outcome.undocumented and word not in self._unknown_states:
+                self._unknown_states.add(word)
+                log.warning("the provider reported an undocumented state %r; treating it as in progress", word)
+            if word != item.provider_state:
+                self.ledger.apply(item, changes.progressed(word))
             tracked = self._tracked.get(item.id)
             if tracked is not None:
                 tracked.seen_running = time.monotonic()
@@ -237,9 +240,9 @@ class Poller:
         if tracked is None:
             return
         seen = tracked.seen_running - tracked.born if tracked.seen_running else None
-        duration = duration_of(info.duration(), seen, time.monotonic() - tracked.born)
-        self.ctx.durations.append(duration)
-        if tracked.born >= self.ctx.started:  # created by this run: a resumed task's age
+        duration = duration_of(info.seconds, seen, time.monotonic() - tracked.born)
+        self.progress.durations.append(duration)
+        if tracked.born >= self.progress.started:  # created by this run: a resumed task's age
             self._record(item, duration)     # includes the time nothing ran
         if self.schedule.observe(duration):
             now = time.monotonic()  # the first news: every task in flight gets a new plan
@@ -276,3 +279,7 @@ def _monotonic_from_iso(stamp: str | None) -> float:
     except ValueError:
         return now
     return now - max(ago, 0.0)
+
+
+def _number(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)

@@ -13,14 +13,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from batch_engine.errors import AccountRefused, KieError, RateLimited, Transient
+from batch_engine.pacing.create_gate import CreateGate
 from batch_engine.pacing.policy import PAUSES
-from batch_engine.pipeline.context import Context
+from batch_engine.pipeline.context import Budget, Control, Progress
 from batch_engine.pipeline.outcomes import AfterCreate, CreateOutcome, after_create
+from batch_engine.provider.base import Provider
 from batch_engine.states import State
-from batch_engine.store.ledger import Item, now_iso
+from batch_engine.store import changes
+from batch_engine.store.ledger import Item, Ledger
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +32,23 @@ log = logging.getLogger(__name__)
 class Submitter:
     """Creates tasks; hands each created item to `to_poll`."""
 
-    def __init__(self, ctx: Context, to_poll: Callable[[Item], None],
-                 prepare: Callable[[Item], Awaitable[dict]] | None = None) -> None:
-        self.ctx = ctx
+    def __init__(self, ledger: Ledger, provider: Provider, gate: CreateGate, budget: Budget, control: Control,
+                 progress: Progress, to_poll: Callable[[Item], None], *, scale: float = 1.0,
+                 prepare: Callable[[Item], Awaitable[dict[str, Any]]] | None = None) -> None:
+        self.ledger = ledger
+        self.provider = provider
+        self.gate = gate
+        self.budget = budget
+        self.control = control
+        self.progress = progress
         self.to_poll = to_poll
+        self.scale = scale                # multiplies every back-off (tests, the demo)
         self.prepare = prepare  # the request with its URLs (local images uploaded), before a create
         self.queue: asyncio.Queue[Item] = asyncio.Queue()
         self._sending: set[str] = set()  # ids of items whose create is on the wire
 
     def __repr__(self) -> str:
-        return f"<Submitter queued={self.queue.qsize()} sending={sorted(self._sending)[:8]} {self.ctx.gate!r}>"
+        return f"<Submitter queued={self.queue.qsize()} sending={sorted(self._sending)[:8]} {self.gate!r}>"
 
     def enqueue(self, item: Item) -> None:
         self.queue.put_nowait(item)
@@ -48,36 +59,35 @@ class Submitter:
             await self.submit(item)
 
     async def submit(self, item: Item) -> None:
-        ctx, ledger, gate = self.ctx, self.ctx.ledger, self.ctx.gate
+        stats = self.progress.stats
         if item.state is State.SUBMITTING:  # a create of an earlier run was never answered
-            ledger.advance(item, State.SUBMITTING, unanswered_creates=item.unanswered_creates + 1)
-            ctx.stats.unanswered_creates += 1
+            self.ledger.apply(item, changes.unanswered(item))
+            stats.unanswered_creates += 1
         failures, body = 0, None
         while True:
-            if not ctx.take_create():  # the budget is spent: the item waits for another run
-                ctx.stats.over_budget += 1
-                ctx.left_by_budget.add(item.id)
-                ctx.rest(item)
+            if not self.budget.take():  # the budget is spent: the item waits for another run
+                stats.over_budget += 1
+                self.budget.left_out.add(item.id)
+                self.control.rest()
                 return
             if body is None and (body := await self._prepared(item)) is None:
-                ctx.give_back_create()
+                self.budget.give_back()
                 return
-            slot = await gate.acquire()
+            slot = await self.gate.acquire()
             if slot is None:  # the account was refused: leave the item for the next run
-                ctx.give_back_create()
-                ctx.stats.not_submitted += 1
-                ctx.rest(item)
+                self.budget.give_back()
+                stats.not_submitted += 1
+                self.control.rest()
                 return
-            ledger.advance(item, State.SUBMITTING, attempts=item.attempts + 1,
-                           fail_code=None, fail_msg=None, submitted_at=now_iso())
-            ctx.stats.creates_sent += 1
-            ctx.create_times.append(time.monotonic())
+            self.ledger.apply(item, changes.sending(item))
+            stats.creates_sent += 1
+            self.progress.create_times.append(time.monotonic())
             task_id, error = await self._send(item, body)
             if isinstance(error, Transient) and not isinstance(error, RateLimited):
                 failures += 1
-            outcome = after_create(error, failures, scale=ctx.config.poll.scale)
-            gate.answered(slot, accepted=error is None, rate_limited=isinstance(error, RateLimited),
-                          retry_after=error.retry_after if isinstance(error, RateLimited) else None)
+            outcome = after_create(error, failures, scale=self.scale)
+            self.gate.answered(slot, accepted=error is None, rate_limited=isinstance(error, RateLimited),
+                               retry_after=error.retry_after if isinstance(error, RateLimited) else None)
             if self._record(item, outcome, error, task_id, failures):
                 return
             if outcome.wait:
@@ -86,60 +96,58 @@ class Submitter:
     def _record(self, item: Item, outcome: CreateOutcome, error: KieError | None, task_id: str | None,
                 failures: int) -> bool:
         """Write what the create's answer means; True when the item is done with this stage."""
-        ctx, ledger = self.ctx, self.ctx.ledger
+        stats = self.progress.stats
         if outcome.pause_all is not None:
-            ctx.gate.pause(outcome.pause_all)
-        changes: dict = {}
+            self.gate.pause(outcome.pause_all)
         if not outcome.counted:
-            changes["attempts"] = item.attempts - 1
-            ctx.give_back_create()
-        if outcome.maybe_paid:
-            ctx.stats.unanswered_creates += 1
-            changes["unanswered_creates"] = item.unanswered_creates + 1
-            log.warning("item %s: create sent but not answered (%s); sending it again", item.id, outcome.message)
-        if outcome.next is AfterCreate.FOLLOW:
-            ledger.advance(item, State.RUNNING, task_id=task_id, provider_state="created", submitted_at=now_iso())
+            self.budget.give_back()
+        if outcome.next is AfterCreate.FOLLOW and task_id is not None:
+            self.ledger.apply(item, changes.created(task_id))
             self.to_poll(item)
             return True
+        if outcome.maybe_paid:
+            stats.unanswered_creates += 1
+            log.warning("item %s: create sent but not answered (%s); sending it again", item.id, outcome.message)
         if outcome.next is AfterCreate.FAIL:
-            ledger.advance(item, State.FAILED, fail_code=outcome.code, fail_msg=outcome.message,
-                           retryable=outcome.retryable, finished_at=now_iso(), **changes)
-            ctx.rest(item)
+            self.ledger.apply(item, changes.failed(outcome.code or "rejected", outcome.message or "",
+                                                   retryable=outcome.retryable,
+                                                   attempts=item.attempts - (not outcome.counted)))
+            self.control.rest()
             return True
-        ledger.advance(item, outcome.state, **changes)
+        if outcome.maybe_paid:
+            self.ledger.apply(item, changes.unanswered(item, outcome.state))
+        elif not outcome.counted:
+            self.ledger.apply(item, changes.not_sent(item))
         if isinstance(error, RateLimited):
-            ctx.stats.rate_limited += 1
-        elif outcome.next is AfterCreate.STOP:
-            ctx.refuse(error)  # type: ignore[arg-type]  # the closed gate turns the item away
+            stats.rate_limited += 1
+        elif outcome.next is AfterCreate.STOP and isinstance(error, AccountRefused):
+            self.control.refuse(error)  # the closed gate turns the item away
         elif outcome.next is AfterCreate.LEAVE:
             log.error("item %s: create failed %d times (%s); left for the next run", item.id, failures,
                       outcome.message)
-            ctx.stats.gave_up[outcome.code] = ctx.stats.gave_up.get(outcome.code, 0) + 1  # type: ignore[index]
-            ctx.rest(item)
+            code = outcome.code or "create_failed"
+            stats.gave_up[code] = stats.gave_up.get(code, 0) + 1
+            self.control.rest()
             return True
         return False
 
-    async def _prepared(self, item: Item) -> dict | None:
+    async def _prepared(self, item: Item) -> dict[str, Any] | None:
         """The body to send, or None when the item cannot be sent (it has come to rest)."""
         if self.prepare is None:
             return item.request
         try:
             return await self.prepare(item)
         except AccountRefused as e:
-            self.ctx.refuse(e)
-            self.ctx.stats.not_submitted += 1
+            self.control.refuse(e)
+            self.progress.stats.not_submitted += 1
         except KieError as e:
-            self.ctx.ledger.advance(item, State.FAILED, fail_code=str(e.code or "upload_failed"),
-                                    fail_msg=e.message, retryable=True, finished_at=now_iso())
-        self.ctx.rest(item)
+            self.ledger.apply(item, changes.failed(str(e.code or "upload_failed"), e.message, retryable=True))
+        self.control.rest()
         return None
 
-    async def _send(self, item: Item, body: dict) -> tuple[str | None, KieError | None]:
-        """One createTask for `item`: its task id, or the engine error it raised."""
-        ctx = self.ctx
-        if ctx.config.callback_url is not None:
-            body = {**body, "callBackUrl": ctx.config.callback_url}
-        create = asyncio.ensure_future(ctx.client.create_task(body))
+    async def _send(self, item: Item, body: dict[str, Any]) -> tuple[str | None, KieError | None]:
+        """One create for `item`: its task id, or the engine error it raised."""
+        create = asyncio.ensure_future(self.provider.create(body))
         self._sending.add(item.id)
         try:
             return await asyncio.shield(create), None
@@ -151,7 +159,7 @@ class Submitter:
         finally:
             self._sending.discard(item.id)
 
-    async def _settle(self, item: Item, create: "asyncio.Future[str]") -> None:
+    async def _settle(self, item: Item, create: asyncio.Future[str]) -> None:
         """Interrupted with a create on the wire: wait a moment for its answer, so that a task the
         provider made is recorded (and not paid for again by the next run)."""
         done, _ = await asyncio.wait({create}, timeout=PAUSES.create_grace)
@@ -160,7 +168,6 @@ class Submitter:
             return  # stays `submitting`: the next run counts it as unanswered
         error = create.exception()
         if error is None:
-            self.ctx.ledger.advance(item, State.RUNNING, task_id=create.result(),
-                                    provider_state="created", submitted_at=now_iso())
+            self.ledger.apply(item, changes.created(create.result()))
         elif not (isinstance(error, Transient) and error.maybe_sent):
-            self.ctx.ledger.advance(item, State.PENDING, attempts=item.attempts - 1)
+            self.ledger.apply(item, changes.not_sent(item))

@@ -1,9 +1,9 @@
 """Stage 0: give an item's request its image URLs. A local image appears in the request as
-`upload:<sha256>` (see `catalog.images`); it is uploaded once per content through kie.ai's file
-upload API, recorded in `uploads.jsonl` (`store.uploads`), and re-used by later items and runs
-while the upload is younger than 24 hours. Concurrent items with the same image wait for one
-upload. The request kept in the ledger keeps the placeholder: an upload's URL expires, the
-item's identity does not.
+`upload:<sha256>` (see `catalog.images`); it is uploaded once per content through the provider,
+recorded in `uploads.jsonl` (`store.uploads`), and re-used by later items and runs while the
+upload is young enough. The file is read once for an upload: the bytes checked and hashed are
+the bytes sent. Concurrent items with the same image wait for one upload. The request kept in
+the ledger keeps the placeholder: an upload's URL expires, the item's identity does not.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from batch_engine.catalog.images import UPLOAD_PREFIX, LocalImage, check_image
+from batch_engine.catalog.images import UPLOAD_PREFIX, LocalImage, read_image
 from batch_engine.errors import Transient, UploadProblem
 from batch_engine.pacing.policy import UPLOAD
-from batch_engine.pipeline.context import Context
+from batch_engine.provider.base import Provider
 from batch_engine.store.ledger import Item
 from batch_engine.store.uploads import Upload, UploadBook
 
@@ -25,9 +26,11 @@ log = logging.getLogger(__name__)
 
 
 class Uploader:
-    def __init__(self, ctx: Context, book: UploadBook, images: Mapping[str, LocalImage]) -> None:
-        self.ctx = ctx
+    def __init__(self, provider: Provider, book: UploadBook, images: Mapping[str, LocalImage], *,
+                 scale: float = 1.0) -> None:
+        self.provider = provider
         self.book = book
+        self.scale = scale                           # multiplies every back-off (tests, the demo)
         self._images = dict(images)                  # sha256 -> the file the manifest named
         self._locks: dict[str, asyncio.Lock] = {}    # one upload at a time per content
 
@@ -36,15 +39,14 @@ class Uploader:
         return f"<Uploader {self.book!r} uploading={busy}>"
 
     async def body_for(self, item: Item) -> dict[str, Any]:
-        """The createTask body of `item` with every upload placeholder replaced by a URL."""
+        """The create body of `item` with every upload placeholder replaced by a URL."""
         inp = item.request.get("input", {})
         if not any(isinstance(v, str) and v.startswith(UPLOAD_PREFIX) for v in inp.values()):
             return item.request
         resolved = {}
         for key, value in inp.items():
-            if isinstance(value, str) and value.startswith(UPLOAD_PREFIX):
-                value = await self.url_for(value[len(UPLOAD_PREFIX):])
-            resolved[key] = value
+            is_upload = isinstance(value, str) and value.startswith(UPLOAD_PREFIX)
+            resolved[key] = await self.url_for(value[len(UPLOAD_PREFIX):]) if is_upload else value
         return {**item.request, "input": resolved}
 
     async def url_for(self, sha256: str) -> str:
@@ -52,32 +54,32 @@ class Uploader:
             fresh = self.book.fresh(sha256)
             if fresh is not None:
                 return fresh.url
-            image = self._image(sha256)
+            data, image = await asyncio.to_thread(self._read, sha256)
             failures = 0
             while True:
                 try:
-                    url = await self.ctx.client.upload(image.path, image.upload_name)
+                    url = await self.provider.upload(data, image.upload_name)
                     break
                 except Transient as e:
                     failures += 1
                     if UPLOAD.exhausted(failures):
-                        raise UploadProblem(f"uploading {image.path.name} to {self.ctx.config.upload_url} "
-                                            f"failed {failures} times: {e.message} (KIE_UPLOAD_BASE_URL "
-                                            "sets the upload host)", code="upload_failed") from None
-                    await asyncio.sleep(UPLOAD.delay(failures, self.ctx.config.poll.scale))
+                        raise UploadProblem(f"uploading {image.path.name} failed {failures} times: {e.message} "
+                                            "(KIE_UPLOAD_BASE_URL sets the upload host)", code="upload_failed") from None
+                    await asyncio.sleep(UPLOAD.delay(failures, self.scale))
             self.book.record(Upload(sha256, str(image.path), url, time.time()))
             log.info("uploaded %s (%d bytes)", image.path.name, image.size)
             return url
 
-    def _image(self, sha256: str) -> LocalImage:
-        """The file with this content: as the manifest named it, or (for `retry`) where an
-        earlier upload read it from, if it still holds the same bytes."""
+    def _read(self, sha256: str) -> tuple[bytes, LocalImage]:
+        """The bytes of the file with this content: as the manifest named it, or (for `retry`)
+        where an earlier upload read it from. Read now, checked and hashed again: a file replaced
+        since it was planned is not uploaded under the old hash."""
         image = self._images.get(sha256)
-        if image is None and (known := self.book.latest.get(sha256)) is not None:
-            found = check_image(Path(known.path))
-            image = found if isinstance(found, LocalImage) else None
-        if image is None or image.sha256 != sha256:
+        known = self.book.latest.get(sha256)
+        path = image.path if image is not None else Path(known.path) if known is not None else None
+        found = read_image(path) if path is not None else "no file known"
+        if isinstance(found, str) or found[1].sha256 != sha256:
             raise UploadProblem("its local image is missing or was changed since the item was "
                                 "planned: run the manifest again (an edited image makes the item anew)",
                                 code="image_changed")
-        return image
+        return found

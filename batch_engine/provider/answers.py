@@ -1,23 +1,36 @@
-"""What the provider's answers mean: pure functions, no I/O.
+"""What kie.ai's answers mean: pure functions, no I/O. The one place that knows kie's fields.
 
-`classify` is the one place that reads HTTP statuses and body codes: an HTTP status and a `code`
-in the body of an HTTP 200 mean the same thing, and both become one exception of `errors`; the
-message is read from `msg` or `message`. `TaskInfo` is what recordInfo (or a callback) says of a
-task; `worth_retrying` says whether a failure may succeed when tried again.
+An answer is decoded as JSON (a NaN or an infinity is taken, as a number no field accepts); then
+every field the engine uses is read on its own through a typed schema (`field`: msgspec, with
+bounds), so a field of the wrong type, non-finite or out of range is unreadable: absent, or, for
+the answer's `code`, the whole answer unreadable. Nothing raises further in. `classify` turns an
+HTTP status or a body `code` (kie often answers HTTP 200 with the real code in the body) into one
+exception of `errors`. `task_info` reads a recordInfo answer (or a callback).
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
+import math
 import re
 import time
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from batch_engine.errors import (AccountRefused, KieError, Maintenance, RateLimited, Rejected, TaskFailed,
-                                 TaskUnknown, Transient)
+import msgspec
+
+from batch_engine.errors import (
+    AccountRefused,
+    KieError,
+    Maintenance,
+    RateLimited,
+    Rejected,
+    TaskFailed,
+    TaskUnknown,
+    Transient,
+)
+from batch_engine.provider.base import TaskInfo, TaskState
 
 ACCOUNT_CODES = frozenset({401, 402, 433, 505})
 MAX_RETRY_AFTER = 300.0
@@ -25,6 +38,41 @@ MAX_TASK_ID = 256  # characters: a task id is data (never a path), but one this 
 _RETRYABLE_TEXT = re.compile(r"internal error|try again|timed? ?out|temporar|overload|busy", re.I)
 _FINAL_TEXT = re.compile(r"polic|sensitive|nsfw|inappropriate|violat|required|invalid|not supported|"
                          r"too long|unsupported", re.I)
+_STATES = {state.value: state for state in TaskState if state is not TaskState.UNKNOWN}
+
+Millis = Annotated[int, msgspec.Meta(ge=0, le=10**14)]
+Code = Annotated[int, msgspec.Meta(ge=-(10**9), le=10**9)]
+_decode = msgspec.json.Decoder().decode
+UNREADABLE = object()  # what `decode` gives for an answer that is not JSON, or not readable JSON
+
+
+def decode(raw: bytes) -> Any:
+    try:
+        return _decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        pass
+    try:  # NaN, Infinity or 1e999: JSON that only a lenient reader takes; its fields then fail
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return UNREADABLE
+
+
+def field(data: dict[str, Any], name: str, kind: Any) -> Any:
+    """`data[name]` if it is a `kind` (numbers within their bounds), else None."""
+    value = data.get(name)
+    if value is None:
+        return None
+    try:
+        return msgspec.convert(value, kind, strict=False)
+    except msgspec.ValidationError:
+        return None
+
+
+def _text(value: Any) -> str | None:
+    """A code the provider may give as text or as a number, as text."""
+    if isinstance(value, str):
+        return value
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**12 else None
 
 
 def valid_task_id(value: Any) -> str | None:
@@ -41,53 +89,32 @@ def worth_retrying(code: str | None, message: str | None) -> bool:
     message that says so; not a content-policy or validation refusal."""
     if message and _FINAL_TEXT.search(message):
         return False
-    number = int(code) if code and code.isdigit() else None
+    number = int(code) if code and code.isdigit() and len(code) < 10 else None
     if number is not None and (number >= 500 or number == 408):
         return True
     return bool(message and _RETRYABLE_TEXT.search(message))
 
 
-@dataclass(frozen=True, slots=True)
-class TaskInfo:
-    """What recordInfo (or a callback) says of one task."""
-
-    task_id: str
-    state: str
-    result_urls: tuple[str, ...] = ()
-    fail_code: str | None = None
-    fail_msg: str | None = None
-    cost_time_ms: int | None = None
-    credits: Decimal | None = None      # creditsConsumed (undocumented; on success records)
-    create_time_ms: int | None = None
-    complete_time_ms: int | None = None
-
-    def duration(self) -> float | None:
-        """Seconds from creation to completion, by the provider's clock, when it says."""
-        if self.create_time_ms is not None and self.complete_time_ms is not None:
-            return max(self.complete_time_ms - self.create_time_ms, 0) / 1000
-        return self.cost_time_ms / 1000 if self.cost_time_ms is not None else None
-
-    @classmethod
-    def from_data(cls, data: dict[str, Any]) -> "TaskInfo":
-        urls: tuple[str, ...] = ()
-        result = data.get("resultJson")
-        if isinstance(result, str) and result.strip():
-            try:
-                result = json.loads(result)
-            except ValueError:
-                result = None
-        if not isinstance(result, dict):  # some answers carry the URLs beside resultJson
-            result = data
-        if isinstance(result.get("resultUrls"), list):
-            urls = tuple(u for u in result["resultUrls"] if isinstance(u, str) and u)
-        fail_code = data.get("failCode")
-        fail_msg = data.get("failMsg") or data.get("msg") or data.get("message")
-        return cls(task_id=valid_task_id(data.get("taskId") or data.get("task_id")) or "",
-                   state=str(data.get("state") or "").lower(),
-                   result_urls=urls, fail_code=None if fail_code in (None, "") else str(fail_code),
-                   fail_msg=str(fail_msg) if fail_msg else None, credits=parse_credits(data.get("creditsConsumed")), cost_time_ms=_int(data.get("costTime")),
-                   create_time_ms=_int(data.get("createTime")),
-                   complete_time_ms=_int(data.get("completeTime")))
+def task_info(data: dict[str, Any], task_id: str) -> TaskInfo:
+    """What a recordInfo answer's `data` says of `task_id` (texts not yet cleaned)."""
+    word = field(data, "state", str) or ""
+    result = data.get("resultJson")
+    if isinstance(result, str) and result.strip():
+        result = decode(result.encode("utf-8", "surrogatepass"))
+    if not isinstance(result, dict):  # some answers carry the URLs beside resultJson
+        result = data
+    urls = field(result, "resultUrls", list[Any]) or []
+    fail_code = _text(data.get("failCode"))
+    fail_msg = field(data, "failMsg", str) or field(data, "msg", str) or field(data, "message", str)
+    created, completed = field(data, "createTime", Millis), field(data, "completeTime", Millis)
+    cost = field(data, "costTime", Millis)
+    seconds = ((completed - created) / 1000 if created is not None and completed is not None and completed >= created
+               else cost / 1000 if cost is not None else None)
+    return TaskInfo(task_id=task_id, state=_STATES.get(word.lower(), TaskState.UNKNOWN),
+                    word=word, result_urls=tuple(u for u in urls if isinstance(u, str) and u),
+                    fail_code=fail_code or None, fail_msg=fail_msg or None,
+                    retryable=worth_retrying(fail_code, fail_msg),
+                    credits=parse_credits(data.get("creditsConsumed")), seconds=seconds)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -105,7 +132,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         if when is None:
             return None
         seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN
+    if math.isnan(seconds):
         return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
@@ -115,12 +142,14 @@ def classify(status: int, body: Any, *, retry_after: float | None = None,
     """The one place that turns an answer into an outcome: None for success, else the error."""
     code, msg = status, ""
     if isinstance(body, dict):
-        msg = str(body.get("msg") or body.get("message") or "")
-        body_code = _int(body.get("code"))
+        msg = field(body, "msg", str) or field(body, "message", str) or ""
+        body_code = field(body, "code", Code)
+        if body_code is None and body.get("code") is not None:
+            return Transient("the answer's code could not be read", code="bad_answer", maybe_sent=creating)
         if body_code is not None and (status == 200 or body_code != 200):
             code = body_code
     elif status == 200:
-        return Transient("the answer was not JSON", code="bad_answer", maybe_sent=creating)
+        return Transient("the answer could not be read", code="bad_answer", maybe_sent=creating)
     if code == 200:
         return None
     text = f"HTTP {status}" + (f", code {code}" if code != status else "") + (f": {msg}" if msg else "")
@@ -144,18 +173,11 @@ def classify(status: int, body: Any, *, retry_after: float | None = None,
 
 
 def parse_credits(value: Any) -> Decimal | None:
-    """A credit amount (kie's balances are fractional); None if absent or not a finite number."""
-    if value is None or isinstance(value, bool):
+    """A credit amount (kie's balances are fractional); None if absent or not a sane number."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
     try:
-        number = Decimal(str(value))
+        number = Decimal(str(value)[:40])
     except ArithmeticError:
         return None
-    return number if number.is_finite() and number >= 0 else None
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None and not isinstance(value, bool) else None
-    except (TypeError, ValueError):
-        return None
+    return number if number.is_finite() and 0 <= number <= 10**12 else None

@@ -19,7 +19,7 @@ import hmac
 import json
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -130,9 +130,9 @@ class CallbackReceiver:
             return web.json_response({"code": 400, "msg": "not a task callback"}, status=400)
         timestamp = request.headers.get("X-Webhook-Timestamp")
         signature = request.headers.get("X-Webhook-Signature")
-        if self.key is not None and (timestamp or signature):
-            if not signature_ok(self.key, task_id, timestamp, signature):
-                log.warning("refused a callback for task %s: bad or stale signature", clean(task_id)[:80])
-                return web.json_response({"code": 401, "msg": "bad signature"}, status=401)
+        if self.key is not None and (timestamp or signature) and \
+                not signature_ok(self.key, task_id, timestamp, signature):
+            log.warning("refused a callback for task %s: bad or stale signature", clean(task_id)[:80])
+            return web.json_response({"code": 401, "msg": "bad signature"}, status=401)
         self.on_callback(task_id)  # look at the task now: its state comes from recordInfo
         return web.json_response({"code": 200, "msg": "ok"})

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
 
 
-async def post_json(url: str, payload: Any, *, user_agent: str, timeout: float = 15.0) -> str | None:
+async def post_json(url: str, payload: Any, *, user_agent: str, timeout: float = 15.0) -> str | None:  # noqa: ASYNC109
     """None when the hook answered 2xx; otherwise what went wrong, in a few words."""
     try:
         async with aiohttp.ClientSession(headers={"User-Agent": user_agent},
@@ -17,5 +16,5 @@ async def post_json(url: str, payload: Any, *, user_agent: str, timeout: float =
                 if 200 <= response.status < 300:
                     return None
                 return f"HTTP {response.status}"
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
+    except (TimeoutError, aiohttp.ClientError, ValueError) as e:
         return type(e).__name__

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 
-def summary(result: "BatchResult", console: Console, *, task_timeout: float,
+def summary(result: BatchResult, console: Console, *, task_timeout: float,
             secrets: tuple[str, ...] = ()) -> None:
     s, items, out = result.stats, list(result.items), result.out_dir
     console.print(_counts_line(items))
@@ -61,7 +61,7 @@ def summary(result: "BatchResult", console: Console, *, task_timeout: float,
     console.print(f"  videos and ledger in {out}", highlight=False)
 
 
-def validation_report(specs: list["ItemSpec"], console: Console, *, examples: int = 3) -> None:
+def validation_report(specs: list[ItemSpec], console: Console, *, examples: int = 3) -> None:
     models = Counter(spec.model for spec in specs)
     console.print(f"valid: {len(specs)} item(s); " + ", ".join(f"{n} with {m}" for m, n in models.items()),
                   highlight=False)
@@ -78,7 +78,7 @@ def validation_report(specs: list["ItemSpec"], console: Console, *, examples: in
     console.print("nothing was sent", highlight=False)
 
 
-def dry_run_report(plan: "Plan", console: Console, *, max_tasks: int | None,
+def dry_run_report(plan: Plan, console: Console, *, max_tasks: int | None,
                    credits_per_task: float | None) -> None:
     """What a run would do: nothing is sent or written to find it out."""
     c = plan.counts()

@@ -18,10 +18,11 @@ import html
 import os
 import statistics
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from batch_engine.catalog.images import UPLOAD_PREFIX
 from batch_engine.config import Rate
@@ -39,7 +40,7 @@ def render(items: list[Item], *, folder: str, uploads: Mapping[str, str], rate: 
     counts = Counter(item.state for item in items)
     durations = [d for item in items if (d := generation_seconds(item)) is not None]
     credits = sum(item.credits or 0 for item in items)
-    stats = [("items", len(items), ""), ("succeeded", counts[State.SUCCEEDED], "ok"),
+    stats: list[tuple[str, int | str, str]] = [("items", len(items), ""), ("succeeded", counts[State.SUCCEEDED], "ok"),
              ("failed", counts[State.FAILED], "bad"),
              ("in progress", len(items) - counts[State.SUCCEEDED] - counts[State.FAILED], "")]
     if durations:
@@ -81,7 +82,7 @@ def card(item: Item, uploads: Mapping[str, str]) -> str:
         meta.append(f"<span>{item.attempts} tries</span>")
     reason = ""
     if item.state is State.FAILED:
-        verdict = {True: " (worth a retry)", False: " (not worth retrying as it is)"}.get(item.retryable, "")  # type: ignore[arg-type]
+        verdict = "" if item.retryable is None else " (worth a retry)" if item.retryable else " (not worth retrying as it is)"
         reason = f'<div class="reason">[{_e(clean(item.fail_code or ""))}] {_e(clean(item.fail_msg or ""))}{verdict}</div>'
     pick = (f'<label class="redo"><input type="checkbox" class="pick" value="{_e(item.id)}"> make again</label>'
             if item.state is State.SUCCEEDED else "")

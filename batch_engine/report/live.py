@@ -1,7 +1,7 @@
 """What a running batch shows: a live panel in a terminal, a plain line a minute without one.
 
-Both read a `Snapshot` taken from the counts the run keeps as items move (`Context.counts`, the
-create times, the generation times seen), never by scanning every item, so a redraw costs the
+Both read a `Snapshot` of the run's published `Progress` (the ledger's counts, the create
+times, the generation times seen) and the cap the create gate believes, never by scanning every item, so a redraw costs the
 same for ten items and for a hundred thousand.
 """
 
@@ -43,23 +43,21 @@ class Snapshot:
         return self.counts.get(State.SUCCEEDED, 0) + self.counts.get(State.FAILED, 0)
 
 
-def snapshot(run: "Run", now: float | None = None) -> Snapshot:
-    ctx = run.ctx
+def snapshot(run: Run, now: float | None = None) -> Snapshot:
+    progress = run.progress
     now = time.monotonic() if now is None else now
-    recent = sum(1 for t in reversed(ctx.create_times) if now - t <= 60.0) if ctx.create_times else 0
-    policy = ctx.gate.policy
-    cap = policy.creates / policy.told.window * 60.0
-    counts = {state: n for state, n in ctx.counts.items() if n}
-    to_create = counts.get(State.PENDING, 0) + counts.get(State.SUBMITTING, 0)
-    in_flight = counts.get(State.RUNNING, 0) + counts.get(State.DOWNLOADING, 0)
+    recent = sum(1 for t in reversed(progress.create_times) if now - t <= 60.0)
+    cap = run.gate.cap_per_minute()
+    counts = {state: n for state, n in progress.counts.items() if n}
+    to_create, in_flight = progress.to_create(), progress.in_flight()
     eta = None
-    if ctx.durations and (to_create or in_flight):
-        generation = statistics.median(ctx.durations)
+    if progress.durations and (to_create or in_flight):
+        generation = statistics.median(progress.durations)
         eta = to_create / (cap / 60.0) + generation if to_create else generation / 2
     elif not (to_create or in_flight):
         eta = 0.0
-    return Snapshot(counts, len(ctx.items), recent, cap, now - ctx.started, eta,
-                    float(ctx.stats.credits_spent), ctx.stats.rate_limited)
+    return Snapshot(counts, progress.total, recent, cap, now - progress.started, eta,
+                    float(progress.stats.credits_spent), progress.stats.rate_limited)
 
 
 def render(s: Snapshot) -> Group:
@@ -87,7 +85,7 @@ def line(s: Snapshot) -> str:
             f"(cap {s.cap_per_minute:.0f}), {s.rate_limited} answered 429{eta}")
 
 
-async def live_display(run: "Run", console: Console, every: float = 0.25) -> None:
+async def live_display(run: Run, console: Console, every: float = 0.25) -> None:
     """A live panel for a terminal. Cancellation (the end, Ctrl-C) leaves the terminal clean:
     rich's Live restores the cursor on the way out."""
     with Live(render(snapshot(run)), console=console, transient=True, auto_refresh=False) as live:
@@ -96,7 +94,7 @@ async def live_display(run: "Run", console: Console, every: float = 0.25) -> Non
             await asyncio.sleep(every)
 
 
-async def progress_lines(run: "Run", every: float = 60.0) -> None:
+async def progress_lines(run: Run, every: float = 60.0) -> None:
     """Without a terminal (cron): one log line a minute, so a long run shows it is alive."""
     while True:
         await asyncio.sleep(every)

@@ -8,34 +8,35 @@ from __future__ import annotations
 import os
 import statistics
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from batch_engine.states import State
-from batch_engine.store.briefs import Brief
 from batch_engine.store.item import parse_time
+from batch_engine.store.ledger import Item
+from batch_engine.store.videos import VideoStore
 from batch_engine.text import clean, failure_text
 
 
-def status_rows(out_dir: Path, briefs: Iterable[Brief], secrets: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+def status_rows(videos: VideoStore, items: Iterable[Item], secrets: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
     """One row an item, made as it is written (status --json streams them). A video is named
-    only when the item succeeded (a record's video is checked on reading: always `<id>.mp4`)."""
-    folder = os.path.join(os.path.abspath(out_dir), "")
-    for b in briefs:
+    only when the item succeeded."""
+    for b in items:
         yield {"id": b.id, "state": b.state, "task_id": b.task_id, "fail_code": b.fail_code,
                "fail_msg": clean(b.fail_msg, secrets) if b.fail_msg is not None else None,
-               "video": folder + b.video if b.video and b.state == State.SUCCEEDED else None,
-               "bytes": b.bytes, "sha256": b.sha256, "attempts": b.attempts or 0, "retryable": b.retryable,
+               "video": videos.where(b.id) if b.video and b.state == State.SUCCEEDED else None,
+               "bytes": b.size, "sha256": b.sha256, "attempts": b.attempts or 0, "retryable": b.retryable,
                "credits": b.credits, "provider_state": b.provider_state, "updated_at": b.updated_at}
 
 
 @dataclass
-class Glance:
+class Overview:
     """What the view shows, gathered in one pass over the items (a 100,000-item ledger is never
     held): counts, failures by reason, generation times, credits, videos, the first items not done."""
 
@@ -50,9 +51,9 @@ class Glance:
     last_end: float | None = None
     credits: list[float] = field(default_factory=list)
     video_bytes: int = 0
-    waiting: list[Brief] = field(default_factory=list)
+    waiting: list[Item] = field(default_factory=list)
 
-    def add(self, b: Brief) -> None:
+    def add(self, b: Item) -> None:
         self.total += 1
         self.states[b.state] += 1
         if b.state == State.FAILED:
@@ -61,7 +62,7 @@ class Glance:
             if len(group[1]) < 8:
                 group[1].append(b.id)
         if b.state == State.SUCCEEDED:
-            self.video_bytes += b.bytes or 0
+            self.video_bytes += b.size or 0
         elif len(self.waiting) < self.limit:
             self.waiting.append(b)
         if b.credits is not None:
@@ -77,11 +78,11 @@ class Glance:
                 self.slowest = (ended - began, b.id)
 
 
-def status_view(out_dir: Path, briefs: Iterable[Brief], console: Console, *, limit: int = 100,
+def status_view(out_dir: Path, items: Iterable[Item], console: Console, *, limit: int = 100,
                 secrets: tuple[str, ...] = ()) -> None:
-    g = Glance(limit, secrets)
-    for brief in briefs:
-        g.add(brief)
+    g = Overview(limit, secrets)
+    for item in items:
+        g.add(item)
     console.print(f"[bold]{g.total} items[/]: " + "  ".join(
         f"{g.states[str(s)]} {s}" for s in State if g.states[str(s)]))
     if g.failures:

@@ -45,7 +45,7 @@ def serve(args: argparse.Namespace, console: Console) -> int:
         poll_cap = Rate.parse(args.poll_cap) if args.poll_cap else None
         low, _, high = args.gen_time.partition("-")
         gen_time = (float(low), float(high or low))
-        faults = Faults(seed=args.seed, **dict(_fault(text) for text in args.fault))
+        faults = Faults(seed=args.seed, **dict(_fault(text) for text in args.fault))  # type: ignore[arg-type]  # each value checked by Faults
     except TypeError as e:
         raise ValueError(str(e)) from None
 

@@ -10,7 +10,6 @@ generating -> success | fail. `stats` records what every client did, so tests ca
 from __future__ import annotations
 
 import asyncio
-from functools import partial
 import hashlib
 import json
 import random
@@ -18,6 +17,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from aiohttp import ClientSession, web
@@ -25,9 +25,8 @@ from aiohttp import ClientSession, web
 from batch_engine.catalog.models import MODELS
 from batch_engine.config import Rate
 from batch_engine.sandbox.media import clip_for, item_key, video_chunks
-from batch_engine.sandbox.uploads import send_callback, upload, uploaded
 from batch_engine.sandbox.settings import SandboxSettings, SandboxStats
-
+from batch_engine.sandbox.uploads import send_callback, upload, uploaded
 
 
 @dataclass
@@ -123,7 +122,7 @@ class Sandbox:
             await asyncio.sleep(faults.slow_seconds)
         if self._roll(faults.drop):
             self.stats.faults["drop"] += 1
-            request.transport.close()
+            _close(request)
             return web.Response(status=500)
         if self._roll(faults.server_error):
             self.stats.faults["server_error"] += 1
@@ -145,7 +144,7 @@ class Sandbox:
         except ValueError:
             return _answer(400, "Invalid JSON")
         inp = body.get("input") if isinstance(body, dict) else None
-        model = MODELS.get(body.get("model")) if isinstance(body, dict) else None
+        model = MODELS.get(str(body.get("model"))) if isinstance(body, dict) else None
         if not isinstance(inp, dict) or model is None:
             return _answer(422, "model name not supported")
         prompt, image = inp.get("prompt"), inp.get("image_url")
@@ -174,7 +173,7 @@ class Sandbox:
             callback.add_done_callback(self._callbacks.discard)
         if self._roll(self.settings.faults.drop_after_create):
             self.stats.faults["drop_after_create"] += 1
-            request.transport.close()
+            _close(request)
         return _answer(200, "success", data={"taskId": task_id})
 
     def _admit(self, admitted: deque[float], rate: Rate, now: float) -> bool:
@@ -294,7 +293,7 @@ class Sandbox:
                 await response.write(chunk[: max(cut_at - sent, 0)])
                 self.stats.faults["truncate"] += 1
                 await asyncio.sleep(0.05)  # like a stalled connection: what came so far is read
-                request.transport.close()
+                _close(request)
                 return response
             await response.write(chunk)
             sent += len(chunk)
@@ -310,3 +309,9 @@ def _answer(code: int, msg: str, *, http: int | None = None, data: Any = None,
 
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+def _close(request: web.Request) -> None:
+    """Drop the connection (a fault on command)."""
+    if request.transport is not None:
+        request.transport.close()

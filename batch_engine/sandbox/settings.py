@@ -36,7 +36,7 @@ class Faults:
 @dataclass
 class SandboxSettings:
     api_key: str = "sandbox-key"
-    rate: Rate = Rate(20, 10.0)
+    rate: Rate = Rate(20, 10.0)  # noqa: RUF009  # a frozen value
     window_kind: str = "sliding"        # or "fixed": windows aligned on multiples of W
     limit_style: str = "status"         # "status": HTTP 429; "body": HTTP 200 with code 429
     retry_after: bool = False           # send Retry-After with 429s

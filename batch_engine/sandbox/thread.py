@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from batch_engine.sandbox.server import Sandbox
 from batch_engine.sandbox.settings import SandboxSettings
+
+T = TypeVar("T")
 
 
 class SandboxThread:
@@ -28,8 +32,8 @@ class SandboxThread:
         self._thread.join(timeout=10)
         self._loop.close()
 
-    def call(self, fn, *args):
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` on the sandbox's loop (to change settings or read stats safely)."""
-        async def wrapper():
+        async def wrapper() -> T:
             return fn(*args)
         return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(timeout=10)

@@ -22,11 +22,11 @@ async def upload(self: Any, request: web.Request) -> web.Response:
     upload, name = form.get("file"), form.get("fileName")
     if not hasattr(upload, "file") or not isinstance(name, str) or not form.get("uploadPath"):
         return answer(400, "file, uploadPath and fileName are required")
-    data = upload.file.read()  # type: ignore[union-attr]
+    data = upload.file.read()  # type: ignore[union-attr]  # a form field that is a file (checked above)
     self.uploads[name] = data
     self.stats.uploads.append(name)
     return web.json_response({"success": True, "code": 200, "msg": "File uploaded successfully", "data": {
-        "fileName": name, "filePath": f"{form['uploadPath']}/{name}", "fileSize": len(data),
+        "fileName": name, "filePath": f"{form['uploadPath']!s}/{name}", "fileSize": len(data),
         "downloadUrl": f"{self.files_url}/uploads/{name}", "mimeType": "image/png",
         "uploadedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}})
 

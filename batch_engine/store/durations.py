@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections import defaultdict, deque
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-from batch_engine.store.folder import append, open_file
+from batch_engine.inputs import read_tail
+from batch_engine.store.folder import append
 
 DURATIONS_NAME = "durations.jsonl"
 MAX_READ = 256 * 1024      # bytes read from the end of the file (about 2,600 lines of 100 bytes)
@@ -47,23 +48,14 @@ class DurationBook:
     def __repr__(self) -> str:
         return f"<DurationBook {self.path} profiles={len(self.recent)}>"
 
-    def load(self) -> "DurationBook":
+    def load(self) -> DurationBook:
         """The latest durations of each profile (a missing or unreadable file: none)."""
         now = time.time()
-        try:
-            fd = open_file(self.path, os.O_RDONLY)
-        except OSError:  # none yet, or not a file
+        data = read_tail(self.path, MAX_READ)
+        if data is None:  # none yet, or not a file
             return self
-        try:
-            size = os.fstat(fd).st_size
-            start = max(0, size - MAX_READ)
-            data = os.pread(fd, min(size, MAX_READ), start)
-        except OSError:
-            return self
-        finally:
-            os.close(fd)
         lines = data.split(b"\n")
-        if start > 0:
+        if len(data) == MAX_READ:
             lines = lines[1:]  # the first is likely cut
         for line in lines:
             entry = _entry(line, now)
@@ -100,8 +92,13 @@ def _entry(line: bytes, now: float) -> tuple[str, float] | None:
     profile, seconds, at = record.get("profile"), record.get("seconds"), record.get("at")
     if not isinstance(profile, str) or len(profile) > 500:
         return None
-    if not all(type(x) in (int, float) and math.isfinite(x) for x in (seconds, at)):
+    if not (_finite(seconds) and _finite(at)):
         return None
+    assert isinstance(seconds, (int, float)) and isinstance(at, (int, float))
     if not 0 < seconds <= LONGEST or not now - MAX_AGE <= at <= now + 3600:
         return None
     return profile, float(seconds)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -9,28 +9,18 @@ opened with O_NOFOLLOW, temp files created fresh, a linked sub-folder replaced b
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import logging
 import os
 import stat
 import time
-from typing import Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
+from batch_engine.inputs import open_regular
+from batch_engine.store.item import video_name
+
 log = logging.getLogger(__name__)
-PARTIAL_DIR = ".partial"
 REPLACED_DIR = ".replaced"
-
-
-def video_name(item_id: str) -> str:
-    return f"{item_id}.mp4"
-
-
-def part_path(out_dir: Path, item_id: str, task_id: str) -> Path:
-    """Where the download of one task's video is kept until it is verified. The task id is the
-    provider's text: it is hashed, never put in a file name."""
-    return out_dir / PARTIAL_DIR / f"{item_id}.{hashlib.sha256(task_id.encode()).hexdigest()[:16]}.part"
 
 
 def file_sizes(out_dir: Path) -> dict[str, int]:
@@ -70,16 +60,6 @@ def real_dir(path: Path) -> Path:
     return path
 
 
-def set_aside(out_dir: Path, item_id: str, task_id: str | None, sha256: str | None) -> None:
-    """Make way for an item made again: its old video to .replaced/, a download of its old task
-    left half-done (it will never be finished) removed."""
-    if task_id:
-        part_path(out_dir, item_id, task_id).unlink(missing_ok=True)
-    target = move_aside(out_dir, item_id, (sha256 or "old")[:12])
-    if target is not None:
-        log.warning("item %s: its old video was moved to %s", item_id, target)
-
-
 def move_aside(out_dir: Path, item_id: str, tag: str | None = None) -> Path | None:
     """Move whatever stands at `<id>.mp4` into .replaced/ (a link is moved, not followed)."""
     video = out_dir / video_name(item_id)
@@ -98,18 +78,8 @@ def publish(part: Path, final: Path) -> None:
 
 
 def open_file(path: Path, flags: int, mode: int = 0o644) -> int:
-    """A descriptor of the regular file at `path` (os.open's `flags`), never through a link.
-    Anything else that may stand there (a FIFO that would hang the open or every read, a device,
-    a folder) is refused with OSError: opened without blocking, checked, then made blocking."""
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, mode)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    """A descriptor of the regular file at `path`, never through a link (`inputs.open_regular`)."""
+    return open_regular(path, flags, mode)
 
 
 def append(path: Path, data: bytes) -> None:

@@ -1,138 +1,85 @@
-"""What the ledger knows of one item, and the check every record read back must pass: the
-ledger is input too (a user or another tool may have edited it)."""
+"""One item's record: the one definition of what the ledger knows of an item.
+
+The schema is also the check and the format: a line read back from the ledger (which is input too:
+a user or another tool may have edited it) becomes an `Item` only through `from_builtins`, which
+checks every type, the id and the video's name, or says why not.
+"""
 
 from __future__ import annotations
 
-import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-import orjson
-from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
-from typing import Any
+import msgspec
 
 from batch_engine.ids import unsafe_id_reason
 from batch_engine.states import State
 
+Count = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+Credits = Annotated[float, msgspec.Meta(ge=0, le=1e12)]
+
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-@dataclass(slots=True)
-class Item:
-    """What the ledger knows of one item. Only `Ledger.advance` changes `state`."""
+class Item(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What the ledger knows of one item. Only `Ledger.apply` changes it (see `store.changes`)."""
 
     id: str
-    request: dict[str, Any]     # the createTask body (model + input), enough to re-run the item
-    fingerprint: str            # digest of `request`: tells an edited manifest item apart
-    state: State = State.PENDING
+    request: dict[str, Any]      # the createTask body (model + input), enough to make the item again
+    fingerprint: str             # digest of `request`: tells an edited manifest item apart
+    state: State                 # always written: a reader of the ledger sees it on every line
     task_id: str | None = None
-    attempts: int = 0           # create requests that made, or may have made, a task
+    attempts: Count = 0          # create requests that made, or may have made, a task
     fail_code: str | None = None
     fail_msg: str | None = None
-    provider_state: str | None = None
+    provider_state: str | None = None  # the provider's last word on the task (its own text)
     result_url: str | None = None
-    video: str | None = None    # file name inside the output folder
-    bytes: int | None = None
+    video: str | None = None     # file name of the verified video: always `<id>.mp4`
+    size: Count | None = msgspec.field(default=None, name="bytes")  # the video's length in bytes
     sha256: str | None = None
-    unanswered_creates: int = 0  # creates sent whose answer never came (possibly paid twice)
+    unanswered_creates: Count = 0  # creates sent whose answer never came (possibly paid twice)
     retryable: bool | None = None  # a failure that may go the other way if tried again
-    credits: float | None = None   # what the provider says the task cost (creditsConsumed)
-    history: list | None = None    # earlier results of an item made again on purpose (`redo`)
-    created_at: str = field(default_factory=now_iso)
+    credits: Credits | None = None  # what the provider says the task cost
+    history: list[dict[str, Any]] | None = None  # earlier results of an item made again (`redo`)
+    created_at: str = msgspec.field(default_factory=now_iso)
     submitted_at: str | None = None  # when the last create went out
     finished_at: str | None = None
-    updated_at: str = field(default_factory=now_iso)
+    updated_at: str = msgspec.field(default_factory=now_iso)
+
+    def __post_init__(self) -> None:
+        if why := unsafe_id_reason(self.id):
+            raise ValueError(f"id {self.id[:60]!r} {why}")
+        if self.video is not None and self.video != f"{self.id}.mp4":
+            raise ValueError(f"video {self.video[:60]!r} is not {self.id[:60]}.mp4")
 
     def to_line(self) -> bytes:
-        """The whole record as one JSON line's bytes; fields that are None are left out (they
-        read back as None)."""
-        return orjson.dumps({name: value for name in _FIELD_NAMES if (value := getattr(self, name)) is not None})
+        """The whole record as one JSON line (without the newline)."""
+        return msgspec.json.encode(self)
 
-    def to_json(self) -> str:
-        return self.to_line().decode()
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Item":
-        try:
-            item = cls(**data)
-        except TypeError:  # a field this version does not know: leave it out
-            item = cls(**{k: v for k, v in data.items() if k in _FIELDS})
-        item.state = STATE_OF[item.state]
-        return item
-
-    def apply(self, change: dict[str, Any]) -> None:
-        """Replay one change line (already checked by `record_problem`)."""
-        state = STATE_OF[change["state"]]
-        for name, value in change.items():
-            if name in _FIELDS:
-                setattr(self, name, value)
-        self.state = state
+    def to_builtins(self) -> dict[str, Any]:
+        """The record as JSON-ready values, named as in the ledger."""
+        record: dict[str, Any] = msgspec.to_builtins(self)
+        return record
 
 
-STATE_OF: dict[str, State] = {str(state): state for state in State}  # a dict is faster than State(x)
-_FIELD_NAMES = tuple(f.name for f in fields(Item))
-_FIELDS = frozenset(_FIELD_NAMES)
+def video_name(item_id: str) -> str:
+    """The one name a verified video of `item_id` has."""
+    return f"{item_id}.mp4"
 
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "id": (str,), "request": (dict,), "fingerprint": (str,), "state": (str,), "task_id": (str,),
-    "attempts": (int,), "fail_code": (str,), "fail_msg": (str,), "provider_state": (str,),
-    "result_url": (str,), "video": (str,), "bytes": (int,), "sha256": (str,),
-    "unanswered_creates": (int,), "retryable": (bool,), "credits": (int, float), "history": (list,), "created_at": (str,),
-    "submitted_at": (str,), "finished_at": (str,), "updated_at": (str,)}
-_REQUIRED = ("id", "request", "fingerprint", "state")
-# ids that unsafe_id_reason would accept, recognised without looking at each character's category
-PLAIN_ID = re.compile(r"(?!(?i:(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$))(?!.*\.\.)"
-                       r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}(?<!\.)")
-
-
-def record_problem(record: Any, first: bool) -> str | None:
-    """Why a ledger record cannot be used (None: it can). `first`: the item's whole record."""
-    if not isinstance(record, dict):
-        return "not a JSON object"
-    item_id = record.get("id")
-    if not isinstance(item_id, str):
-        return "no text id"
-    if problem := id_problem(item_id):
-        return problem
-    # the names and the types of the values decide the next checks: a ledger has a handful of
-    # shapes, and a shape found good needs no second look (one loop over the fields of each of
-    # 100,000 records took a third of a second)
-    shape = (first, tuple(record), tuple(map(type, record.values())))
-    if shape not in _GOOD_SHAPES:
-        if problem := _shape_problem(record, first):
-            return problem
-        if len(_GOOD_SHAPES) < 1000:
-            _GOOD_SHAPES.add(shape)
-    return state_and_video_problem(item_id, record["state"], record.get("video"))
-
-
-def id_problem(item_id: str) -> str | None:
-    """Why a record's id cannot name a file (plain ids are told by a regular expression first)."""
-    if not PLAIN_ID.fullmatch(item_id) and (reason := unsafe_id_reason(item_id)):
-        return f"id {item_id[:60]!r} {reason}"
-    return None
-
-
-def state_and_video_problem(item_id: str, state: Any, video: Any) -> str | None:
-    """Why a record's state or video name cannot be used (the video is always `<id>.mp4`)."""
-    if state not in STATE_OF:
-        return f"unknown state {str(state)[:40]!r}"
-    if video is not None and video != f"{item_id}.mp4":
-        return f"video {str(video)[:60]!r} is not {item_id}.mp4"
-    return None
-
-
-def written_before(stamp: str, cutoff: str) -> bool:
-    """Whether `stamp`, a time as `now_iso` writes it (UTC, milliseconds), is earlier than
-    `cutoff` (`iso_at`): told by comparing the text, not parsing it. False for any other format."""
-    return len(stamp) == len(cutoff) and stamp.endswith("+00:00") and stamp < cutoff
+def from_builtins(record: Any) -> Item | str:
+    """The Item a decoded ledger record describes, or why it cannot be one."""
+    try:
+        return msgspec.convert(record, Item)
+    except msgspec.ValidationError as e:
+        return str(e)[:200]
 
 
 def iso_at(seconds: float) -> str:
     """A Unix time as `now_iso` writes times."""
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
 
 
 def parse_time(stamp: str | None) -> float | None:
@@ -141,19 +88,3 @@ def parse_time(stamp: str | None) -> float | None:
         return datetime.fromisoformat(stamp).timestamp() if stamp else None
     except ValueError:
         return None
-
-
-_GOOD_SHAPES: set[tuple[bool, tuple[str, ...], tuple[type, ...]]] = set()
-
-
-def _shape_problem(record: dict[str, Any], first: bool) -> str | None:
-    for name in _REQUIRED if first else ("state",):
-        if name not in record:
-            return f"{name} missing"
-    for name, value in record.items():
-        kinds = _TYPES.get(name)
-        if kinds is None or value is None or type(value) in kinds:
-            continue  # a field of another version, a field cleared, or the right type exactly
-        if not isinstance(value, kinds) or (kinds == (int,) and isinstance(value, bool)):
-            return f"{name} is {type(value).__name__}"
-    return None

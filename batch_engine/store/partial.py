@@ -11,13 +11,32 @@ import asyncio
 import hashlib
 import os
 import stat
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import aiofiles
 
+from batch_engine.store.folder import real_dir
+
+PARTIAL_DIR = ".partial"
 HEAD = 64  # bytes kept from the start of a file, to check what it is
 WRITE_BLOCK = 1024 * 1024  # bytes held before a write: the most a download keeps in memory
+
+
+def part_path(out_dir: Path, item_id: str, task_id: str) -> Path:
+    """Where the download of one task's video is kept until it is verified."""
+    return part_file(out_dir / PARTIAL_DIR, item_id, task_id)
+
+
+def part_file(partial_dir: Path, item_id: str, task_id: str) -> Path:
+    """The part file of one task's video in `partial_dir`. The task id is the provider's text: it
+    is hashed, never put in a file name."""
+    return partial_dir / f"{item_id}.{hashlib.sha256(task_id.encode()).hexdigest()[:16]}.part"
+
+
+def ensure_dir(partial_dir: Path) -> None:
+    """`partial_dir` as a real folder of ours (a link or a file planted there is removed)."""
+    real_dir(partial_dir)
 
 
 def part_size(part: Path) -> int:
@@ -37,7 +56,7 @@ def _no_follow(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW, 0o644)
 
 
-async def write_part(part: Path, start: int, chunks: AsyncIterator[bytes]) -> tuple[int, "hashlib._Hash", bytes, bytes | None]:
+async def write_part(part: Path, start: int, chunks: AsyncIterator[bytes]) -> tuple[int, hashlib._Hash, bytes, bytes | None]:
     """Write what the host sends to the part file (after what it holds, when resuming),
     hashing it and keeping the file's first bytes; synced before returning. Bytes are written
     in blocks of WRITE_BLOCK through aiofiles. A whole file smaller than one block is not
@@ -91,7 +110,7 @@ def write_whole(part: Path, start: int, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-async def hash_file(path: Path, digest: "hashlib._Hash") -> bytes:
+async def hash_file(path: Path, digest: hashlib._Hash) -> bytes:
     """Feed a file to `digest`; return its first bytes."""
     head = b""
     async with aiofiles.open(path, "rb") as f:
