@@ -3,7 +3,7 @@
     python bench/run.py            # everything (about 12 minutes)
     python bench/run.py --quick    # smaller batches (about 5 minutes)
     python bench/run.py --long-seeds 6   # the 2-4 min case on six seeds (its spread)
-    python bench/run.py --goals    # only the rows of issue 13, each beside its goal (about 5 minutes)
+    python bench/run.py --goals    # only the goal rows, each beside its goal (about 5 minutes)
 
 Each case runs the real CLI (and bench/naive.py) as a child process against a sandbox served
 from this process, and prints ratios, not absolute times: create-rate utilisation and makespan
@@ -129,6 +129,7 @@ def make_ledger(out: Path, n: int) -> None:
     from datetime import datetime, timedelta
 
     from batch_engine.states import State
+    from batch_engine.store.changes import Change
     from batch_engine.store.ledger import Item, Ledger
 
     last = datetime.now(UTC) - timedelta(minutes=10)
@@ -140,12 +141,14 @@ def make_ledger(out: Path, n: int) -> None:
                 "prompt": f"Product {i} turns slowly on a white turntable, soft studio light",
                 "image_url": f"https://cdn.example.com/catalog/{i}.jpg", "end_image_url": "",
                 "prompt_optimizer": True}}, fingerprint=f"{i:016x}", state=State.PENDING, created_at=at))
-            ledger.advance(item, State.SUBMITTING, attempts=1, submitted_at=at)
-            ledger.advance(item, State.RUNNING, task_id=f"{i:032x}", provider_state="created", submitted_at=at)
-            ledger.advance(item, State.DOWNLOADING, provider_state="success",
-                           result_url=f"https://tempfile.example.com/{i:032x}.mp4", credits=12.5)
-            ledger.advance(item, State.SUCCEEDED, video=f"sku-{i:06d}.mp4", bytes=4, sha256=f"{i:064x}",
-                           finished_at=(sent + timedelta(seconds=150)).isoformat(timespec="milliseconds"))
+            ledger.apply(item, Change("sending", State.SUBMITTING, {"attempts": 1, "submitted_at": at}))
+            ledger.apply(item, Change("created", State.RUNNING, {"task_id": f"{i:032x}", "provider_state": "created",
+                                                                 "submitted_at": at}))
+            ledger.apply(item, Change("generated", State.DOWNLOADING, {
+                "provider_state": "success", "result_url": f"https://tempfile.example.com/{i:032x}.mp4", "credits": 12.5}))
+            ledger.apply(item, Change("succeeded", State.SUCCEEDED, {
+                "video": f"sku-{i:06d}.mp4", "size": 4, "sha256": f"{i:064x}",
+                "finished_at": (sent + timedelta(seconds=150)).isoformat(timespec="milliseconds")}))
             (out / f"sku-{i:06d}.mp4").write_bytes(b"\0\0\0\0")
 
 
@@ -224,7 +227,7 @@ def callback_polls(n: int = 50) -> float:
 
 
 def goals() -> None:
-    """Issue 13's rows, each beside its goal, measured in this run (the naive script too)."""
+    """The goal rows, each beside its goal, measured in this run (the naive script too)."""
     rows: list[tuple[str, str, str]] = []
     print("... CPU per item, 3,000 items", file=sys.stderr, flush=True)
     for who in ("engine", "naive"):
@@ -289,7 +292,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--long-seeds", type=int, default=1, metavar="K",
                         help="run the 2-4 min case on K differently seeded sandboxes (its spread)")
-    parser.add_argument("--goals", action="store_true", help="only issue 13's rows, each beside its goal")
+    parser.add_argument("--goals", action="store_true", help="only the goal rows, each beside its goal")
     args = parser.parse_args()
     if args.goals:
         goals()

@@ -1,4 +1,4 @@
-"""Catalog workflows that read the plan first (issue 11): dry runs, budgets, shards, --only,
+"""Catalog workflows that read the plan first: dry runs, budgets, shards, --only,
 credits, summary.json, and the library call."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The callback receiver faces the internet (issue 10, points 8 and 9): a signed callback only
+"""The callback receiver faces the internet: a signed callback only
 says "look at this task now", and hostile traffic gets short answers, no tracebacks, and bounded
 connections, while the run goes on."""
 

@@ -1,4 +1,4 @@
-"""The output folder is shared ground (issue 10, points 12-15): a user's own file is set aside,
+"""The output folder is shared ground: a user's own file is set aside,
 planted links are never written through, a hand-edited ledger is input like any other, and a full
 disk ends the run with one clear message and nothing half-written."""
 

@@ -1,6 +1,6 @@
 """A hostile provider and file host, through the real CLI: what they send never leaks the key,
 never names a file, never reaches a terminal raw, never grows without bound, never stalls a run,
-and never makes the engine pay twice for a task that succeeded (issue 10, points 1-7)."""
+and never makes the engine pay twice for a task that succeeded."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The review surface (issue 12): report.html checked in a real headless Chromium, `redo`, and
+"""The review surface: report.html checked in a real headless Chromium, `redo`, and
 status while a run is going on."""
 
 from __future__ import annotations

@@ -67,7 +67,8 @@ def test_a_forged_upload_record_is_not_believed(hostile, tmp_path):
               {"sha256": sha, "path": "x", "url": "javascript:alert(1)", "uploaded_at": time.time()},
               {"sha256": sha, "path": "x", "url": "https://evil.test/a.png", "uploaded_at": time.time() + 10**9}]
     (out / "uploads.jsonl").write_text("".join(json.dumps(r) + "\n" for r in forged)
-                                       + '{"sha256": "%s", "path": "x", "url": "https://evil.test/b", "uploaded_at": NaN}\n' % sha)
+                                       + json.dumps({"sha256": sha, "path": "x", "url": "https://evil.test/b",
+                                                     "uploaded_at": math.nan}) + "\n")
     done = run_cli("run", str(manifest), "--out", str(out), "--rate", "200/1s", *FAST, env=hostile_env(h), timeout=90)
     assert done.returncode == 0, done.stderr
     assert len(h.uploads) == 1
@@ -87,29 +88,26 @@ def test_an_upload_host_echoing_the_key_gets_it_written_nowhere(hostile, tmp_pat
             assert h.key not in path.read_text(errors="replace"), path.name
 
 
-def test_an_image_replaced_after_validation_is_not_uploaded_under_the_old_hash(tmp_path):
-    """The bytes uploaded are the bytes checked: an image replaced (by one over 10 MB) after the
-    item was planned is refused at upload time."""
-    import asyncio
+def test_an_image_replaced_after_validation_is_not_uploaded_under_the_old_hash(hostile, tmp_path):
+    """The bytes uploaded are the bytes checked: an end image replaced (by one over 10 MB) after
+    the run validated it, while the first image was being uploaded, is refused at its upload;
+    the item fails, nothing is created, and the new file is never sent."""
+    images = tmp_path / "cat" / "images"
+    shutil.copytree(SAMPLES, images)
+    manifest = tmp_path / "cat" / "m.yaml"
+    manifest.write_text("items:\n  - {id: a, image: images/mug.png, end_image: images/lamp.png, prompt: p}\n")
 
-    import pytest
+    def upload(h, name: str) -> tuple[int, dict]:  # the first upload: the end image is swapped meanwhile
+        (images / "lamp.png").write_bytes((SAMPLES / "lamp.png").read_bytes() + bytes(11 * 1024 * 1024))
+        return ok({"downloadUrl": f"{h.files_url}/u/{name}"})
 
-    from batch_engine.errors import UploadProblem
-    from batch_engine.pipeline.upload import Uploader
-    from batch_engine.store.uploads import UploadBook
-
-    shutil.copy(SAMPLES / "mug.png", tmp_path / "a.png")
-    image = check_image(tmp_path / "a.png")
-    assert not isinstance(image, str)
-
-    class Never:
-        async def upload(self, data: bytes, name: str) -> str:
-            raise AssertionError("nothing may be uploaded")
-
-    (tmp_path / "a.png").write_bytes((SAMPLES / "mug.png").read_bytes() + bytes(11 * 1024 * 1024))
-    uploader = Uploader(Never(), UploadBook(tmp_path), {image.sha256: image})  # type: ignore[arg-type]
-    with pytest.raises(UploadProblem, match="changed"):
-        asyncio.run(uploader.url_for(image.sha256))
+    h = hostile(upload=upload)
+    out = tmp_path / "out"
+    done = run_cli("run", str(manifest), "--out", str(out), "--rate", "200/1s", *FAST, env=hostile_env(h), timeout=90)
+    assert done.returncode == 1, done.stderr
+    assert len(h.uploads) == 1 and not h.creates
+    rows = {row["id"]: row for row in json.loads(run_cli("status", str(out), "--json", env=hostile_env(h)).stdout)["items"]}
+    assert rows["a"]["state"] == "failed" and rows["a"]["fail_code"] == "image_changed"
 
 
 def test_an_image_is_judged_by_its_structure_not_its_first_bytes(tmp_path):

@@ -1,4 +1,4 @@
-"""Local images (issue 11): checked before anything is sent, uploaded once per content, re-used
+"""Local images: checked before anything is sent, uploaded once per content, re-used
 while young, uploaded again when changed or older than 24 hours."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Usage mistakes are caught before any request (issue 10, point 16): exit 2, a clear message,
+"""Usage mistakes are caught before any request: exit 2, a clear message,
 nothing sent, whatever the mistake."""
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ class YamlProblem(Exception):
         self.problems = problems
 
 
-_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present (faster)
 # a plain scalar can take an implicit tag (bool, int, float, null, timestamp, merge) only if its
 # first character starts one of those patterns; any other is text, told without the regexes
 _MAY_BE_TYPED = frozenset(_BaseLoader.yaml_implicit_resolvers)
@@ -33,8 +33,8 @@ _STR = "tag:yaml.org,2002:str"
 
 
 class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]  # libyaml's loader or the pure one, chosen at import
-    """The safe loader, with PyYAML's resolver answered at once for most scalars (a 100,000-item
-    catalog has 700,000 of them: the regexes took a third of the parse)."""
+    """The safe loader, with PyYAML's resolver answered at once for scalars that cannot be typed
+    (most of a catalog: the resolver's regexes are the slow part of a parse)."""
 
     repeated_keys = False  # a mapping lost a key to a later equal one (see _duplicate_keys)
 

@@ -37,8 +37,8 @@ def status_rows(videos: VideoStore, items: Iterable[Item], secrets: tuple[str, .
 
 @dataclass
 class Overview:
-    """What the view shows, gathered in one pass over the items (a 100,000-item ledger is never
-    held): counts, failures by reason, generation times, credits, videos, the first items not done."""
+    """What the view shows, gathered in one pass over the items: counts, failures by reason,
+    generation times, credits, videos, the first items not done."""
 
     limit: int
     secrets: tuple[str, ...] = ()
