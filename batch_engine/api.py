@@ -158,13 +158,13 @@ def images_of(specs: Iterable[ItemSpec]) -> dict[str, LocalImage]:
 
 async def execute(config: Config, make_plan: Callable[[Ledger, VideoStore], Plan], *, watch: Watch | None = None,
                   images: Mapping[str, LocalImage] | None = None) -> BatchResult:
-    """Open and lock the folder's ledger, plan, run to rest, close: the core of `run` and `retry`.
+    """Open and lock the folder's ledger, plan, run the plan, close: the core of `run` and `retry`.
     A plan with nothing to send, fetch or change returns at once (`watch` is not called).
     Raises LedgerError (folder unusable, or a write failed), CannotListen, or CancelledError."""
     videos = LocalVideos(config.out_dir)
     with Ledger(config.out_dir) as ledger:
         plan = make_plan(ledger, videos)
-        if plan.at_rest:  # nothing to send: the HTTP stack is not even imported
+        if plan.nothing_to_do:  # nothing to send: the HTTP stack is not even imported
             return BatchResult(out_dir=config.out_dir, items=tuple(ledger.items[d.item_id] for d in plan.decisions),
                                stats=RunStats(), rate=str(config.rate))
         from batch_engine.pipeline.engine import run_plan

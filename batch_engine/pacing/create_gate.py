@@ -1,4 +1,4 @@
-"""The create gate: how fast createTask may be called, decided by a pure policy.
+"""The create gate: how fast tasks may be created, decided by a pure policy.
 
 Three layers, each for one reason:
 - `RatePolicy` (pure, no clock of its own): the cap currently believed, a shared pause after a
@@ -103,7 +103,7 @@ class _Slot:
 
 
 class CreateGate:
-    """Wait here before every createTask; report how it went afterwards."""
+    """Wait here before every create; report how it went afterwards."""
 
     def __init__(self, told: Rate, *, clock: Callable[[], float] = time.monotonic,
                  max_in_flight: int = 4) -> None:

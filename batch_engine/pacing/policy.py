@@ -39,13 +39,13 @@ class Pauses:
     """Fixed waits, in seconds (scaled where the stage says so)."""
 
     maintenance: float = 30.0     # every create waits this long after a 455 without Retry-After
-    unknown_grace: float = 300.0  # a new task may be unknown to recordInfo this long (scaled)
+    unknown_grace: float = 300.0  # a new task may be unknown to the provider this long (scaled)
     create_grace: float = 5.0     # an interrupted run still waits this long for a create's answer
 
 
-CREATE = Retry(tries=8, base=1.0, cap=30.0)          # createTask failures other than 429
-POLL = Retry(tries=None, base=2.0, cap=60.0)         # recordInfo errors: keep trying, slower
-TASK_UNKNOWN = Retry(tries=None, base=1.0, cap=30.0)  # recordInfo does not know a new task yet
+CREATE = Retry(tries=8, base=1.0, cap=30.0)          # create failures other than 429
+POLL = Retry(tries=None, base=2.0, cap=60.0)         # status errors: keep trying, slower
+TASK_UNKNOWN = Retry(tries=None, base=1.0, cap=30.0)  # the provider does not know a new task yet
 DOWNLOAD = Retry(tries=8, base=1.0, cap=30.0)        # downloads that made no progress
 UPLOAD = Retry(tries=5, base=1.0, cap=30.0)          # uploads of local images
 PAUSES = Pauses()

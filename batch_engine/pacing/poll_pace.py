@@ -1,6 +1,6 @@
-"""How fast recordInfo may be called: a pure pace that reacts to 429s, and the gate polls wait at.
+"""How fast task status may be asked: a pure pace that reacts to 429s, and the gate polls wait at.
 
-kie.ai does not say whether polls count against a limit, so polls share one polite rate of their
+The provider does not say whether polls count against a limit, so polls share one polite rate of their
 own (separate from the create cap). `PollPace` decides the rate, told the time; `PollGate` makes
 each poll wait its turn under it.
 """
@@ -16,9 +16,9 @@ POLL_BURST = 8.0  # seconds of polls that may go out at once while nothing was r
 
 
 class PollPace:
-    """How many recordInfo calls per second, all tasks together; pure, told the time.
+    """How many status calls per second, all tasks together; pure, told the time.
 
-    kie.ai does not say whether polls count against a limit. Should the provider answer a poll
+    The provider does not say whether polls count against a limit. Should the provider answer a poll
     with 429, the rate halves (once a second, however many 429s arrive), every poll waits
     (Retry-After when given, else a second), and polls go out evenly, without bursts; once
     RECOVER seconds pass without a 429 the rate rises by a quarter, back to what was allowed.

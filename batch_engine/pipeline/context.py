@@ -34,7 +34,7 @@ class Control:
     def __init__(self, gate: Closable) -> None:
         self.refused: AccountRefused | None = None  # the account refusal that stopped creates
         self._gate = gate                  # closed on a refusal: nothing more is created
-        self._outstanding = 0              # items of this run not yet at rest
+        self._outstanding = 0              # items of this run with work left
         self._done = asyncio.Event()       # set when nothing is outstanding, or all stop
 
     def __repr__(self) -> str:
@@ -48,7 +48,7 @@ class Control:
         """One more item has work to do in this run."""
         self._outstanding += 1
 
-    def rest(self) -> None:
+    def item_done(self) -> None:
         """An item needs nothing more from this run (succeeded, failed, or left for the next)."""
         self._outstanding -= 1
         if self._outstanding <= 0:
@@ -66,13 +66,13 @@ class Control:
             self._done.set()
 
     async def finished(self) -> None:
-        """Return once every item has rested, or the run was stopped."""
+        """Return once no item has work left, or the run was stopped."""
         await self._done.wait()
 
 
 class Budget:
     """Creates `--max-tasks` still allows, counted before each create is sent (there is no cancel
-    at kie.ai: a budget must hold before spending, not after)."""
+    at the provider: a budget must hold before spending, not after)."""
 
     __slots__ = ("left", "left_out")
 

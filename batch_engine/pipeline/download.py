@@ -1,10 +1,10 @@
-"""Stage 3: stream each result into `<id>.mp4`: part file, verify, atomic rename.
+"""Stage 3: stream each result into a part file, verify it, hand it to the video store.
 
 The bytes go to `.partial/` (see `store.partial`) as they arrive, hashed on the way; an
 interrupted download resumes with Range where the host allows it. Only a file whose length
-matches and that starts like an MP4 (an `ftyp` box) is renamed to its final name, so `<id>.mp4`
-is always whole. An expired link (403/404/410) is refreshed through download-url; the task is
-never created again for a download problem. What follows a failed try is `outcomes.after_download_error`.
+matches and that starts like an MP4 (an `ftyp` box) goes to the `VideoStore`, which makes it
+visible whole. An expired link is refreshed through the provider; the task is never created
+again for a download problem. What follows a failed try is `outcomes.after_download_error`.
 """
 
 from __future__ import annotations
@@ -123,12 +123,12 @@ class Downloader:
                 continue
             self.ledger.apply(item, changes.succeeded(size, digest, video_name(item.id)))
             self.progress.stats.bytes_downloaded += size
-            self.control.rest()
+            self.control.item_done()
             return
         self.ledger.apply(item, changes.failed("download_failed", f"download failed {tries} times: {last}; "
                                                "`batch-engine retry` downloads it again without a new task",
                                                retryable=True))
-        self.control.rest()
+        self.control.item_done()
 
     def _publish(self, item: Item, part: Path, whole: bytes | None = None) -> None:
         """Hand the verified video to the store (`whole`: its bytes, not yet written: written to

@@ -1,11 +1,11 @@
-"""The engine: carry out a plan by running the stages until every item of the run rests.
+"""The engine: carry out a plan by running the stages until no item of the run has work left.
 
 Collaborators, in pipeline order: `plan` (pure: what each item needs), `upload.Uploader` (local
 images), `submit.Submitter` (creates, through the create gate), `poll.Poller` (task status, and
 callbacks), `download.Downloader` (result files, handed to a `store.videos.VideoStore`). Each
 stage gets the services it uses (`context`: control, budget, progress; the ledger; the provider)
 and the next stage's `enqueue`; none of them imports this module. They run as workers of one
-`asyncio.TaskGroup`; the run ends when every item has come to rest. Ctrl-C arrives as
+`asyncio.TaskGroup`; the run ends when no item has work left. Ctrl-C arrives as
 cancellation: every change is already in the ledger, so the next run resumes.
 """
 
@@ -200,8 +200,13 @@ def _change_for(ledger: Ledger, videos: VideoStore, item: Item, decision: Decisi
     if step in (Step.REFETCH, Step.RECREATE):
         log.warning("item %s: its video is missing or damaged; fetching it again", item.id)
         return changes.refetch() if step is Step.REFETCH else changes.recreate()
-    return {Step.REOPEN_DOWNLOAD: changes.reopened_download, Step.REREAD: changes.reread,
-            Step.REOPEN_CREATE: changes.reopened_create}.get(step, lambda: None)()
+    reopen = _REOPENED.get(step)
+    return reopen() if reopen is not None else None
+
+
+# `retry`'s steps for a failed item, as the record changes they make
+_REOPENED = {Step.REOPEN_DOWNLOAD: changes.reopened_download, Step.REREAD: changes.reread,
+             Step.REOPEN_CREATE: changes.reopened_create}
 
 
 def _set_aside(ledger: Ledger, videos: VideoStore, item: Item) -> None:
@@ -217,7 +222,7 @@ def _set_aside(ledger: Ledger, videos: VideoStore, item: Item) -> None:
 async def run_plan(config: Config, ledger: Ledger, plan: Plan, provider: Provider, videos: VideoStore, *,
                    watch: Watch | None = None, images: Mapping[str, LocalImage] | None = None,
                    listen: Listen | None = None) -> Run:
-    """Record the plan and run its items to rest (the provider already open)."""
+    """Record the plan and run its items until none has work left (the provider already open)."""
     run = Run(config, ledger, provider, videos, images, listen)
     async with run.listening():
         if plan.creates:

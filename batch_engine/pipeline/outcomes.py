@@ -93,7 +93,7 @@ class PollOutcome:
     code: str | None = None
     message: str | None = None
     wait: float = 0.0
-    undocumented: bool = False      # a state kie.ai does not document (treated as in progress)
+    undocumented: bool = False      # a state the provider does not document (treated as in progress)
     retryable: bool | None = None   # FAIL: whether trying again may succeed
     credits: Decimal | None = None  # DOWNLOAD: what the task cost, when the provider says
 

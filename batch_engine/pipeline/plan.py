@@ -43,18 +43,18 @@ class Step(StrEnum):
 
     @property
     def creates(self) -> bool:
-        """Whether this step may send a createTask (and so cost credits)."""
+        """Whether this step may send a create (and so cost credits)."""
         return self in _CREATING
 
 
 _CREATING = frozenset({Step.NEW, Step.REMAKE, Step.CREATE, Step.RECREATE, Step.REOPEN_CREATE, Step.REDO})
-_AT_REST = frozenset({Step.SKIP, Step.KEEP_FAILED})
+_NOTHING_TO_DO = frozenset({Step.SKIP, Step.KEEP_FAILED})
 
 
 class Decision(NamedTuple):
     item_id: str
     step: Step
-    request: dict[str, Any] | None = None   # NEW and REMAKE: the createTask body to record
+    request: dict[str, Any] | None = None   # NEW and REMAKE: the create request to record
     fingerprint: str | None = None          # ... and its digest
 
 
@@ -67,19 +67,18 @@ class Plan:
 
     @property
     def creates(self) -> int:
-        """Items that will need a createTask: an upper bound on what the run may pay for."""
+        """Items that will need a create: an upper bound on what the run may pay for."""
         return sum(1 for decision in self.decisions if decision.step.creates)
 
     @property
-    def at_rest(self) -> bool:
+    def nothing_to_do(self) -> bool:
         """Nothing to send, fetch or change: every item stays as the ledger has it."""
-        return all(decision.step in _AT_REST for decision in self.decisions)
+        return all(decision.step in _NOTHING_TO_DO for decision in self.decisions)
 
 
 def plan_manifest(known: Mapping[str, Item], specs: Sequence[ItemSpec], files: Mapping[str, int],
                   damaged: Mapping[str, str] = {}) -> Plan:
     """The plan for `run`: the manifest's items in its order. `known` is the ledger's items by id
-    (those at rest read like the others),
     `files` the sizes of the files in the output folder by name, `damaged` the ids whose ledger
     records cannot be read."""
     decisions = []

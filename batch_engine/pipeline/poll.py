@@ -1,4 +1,4 @@
-"""Stage 2: follow every created task with recordInfo until it succeeds or fails.
+"""Stage 2: follow every created task until it succeeds or fails.
 
 One scheduler keeps a heap of (when to check next, item); `pacing.poll_schedule.PollSchedule`
 decides when and whether each check polls, learning from the tasks that finished; a few workers
@@ -162,7 +162,7 @@ class Poller:
                         "next run picks it up", item.id, item.task_id, age)
             self.progress.stats.timed_out += 1
             self._forget(item)  # a late callback for it is left to the next run as well
-            self.control.rest()
+            self.control.item_done()
             return
         await self.gate.wait_turn()
         self.progress.stats.polls += 1
@@ -176,7 +176,7 @@ class Poller:
             outcome = after_poll_error(e, age=age, errors=tracked.errors, task_id=item.task_id,
                                        scale=self.settings.scale)
             if outcome.message and outcome.next is AfterPoll.RETRY:
-                log.info("item %s: recordInfo failed (%s), try %d", item.id, outcome.message, tracked.errors)
+                log.info("item %s: asking for the task's status failed (%s), try %d", item.id, outcome.message, tracked.errors)
             self._after_error(item, e, outcome)
             return
         self.gate.pace.on_answered(time.monotonic())
@@ -205,10 +205,10 @@ class Poller:
     def _fail(self, item: Item, outcome: PollOutcome) -> None:
         self.ledger.apply(item, changes.failed(outcome.code or "fail", outcome.message or "",
                                                retryable=outcome.retryable, provider_state=outcome.provider_state))
-        self.control.rest()
+        self.control.item_done()
 
     def apply(self, item: Item, info: TaskInfo) -> None:
-        """Act on what the provider says of a task (from recordInfo or a verified callback)."""
+        """Act on what the provider says of a task (asked, or told by a verified callback)."""
         if item.state is not State.RUNNING:
             return  # already handled: duplicates happen
         outcome = after_task_info(info)

@@ -68,7 +68,7 @@ class Submitter:
             if not self.budget.take():  # the budget is spent: the item waits for another run
                 stats.over_budget += 1
                 self.budget.left_out.add(item.id)
-                self.control.rest()
+                self.control.item_done()
                 return
             if body is None and (body := await self._prepared(item)) is None:
                 self.budget.give_back()
@@ -77,7 +77,7 @@ class Submitter:
             if slot is None:  # the account was refused: leave the item for the next run
                 self.budget.give_back()
                 stats.not_submitted += 1
-                self.control.rest()
+                self.control.item_done()
                 return
             self.ledger.apply(item, changes.sending(item))
             stats.creates_sent += 1
@@ -112,7 +112,7 @@ class Submitter:
             self.ledger.apply(item, changes.failed(outcome.code or "rejected", outcome.message or "",
                                                    retryable=outcome.retryable,
                                                    attempts=item.attempts - (not outcome.counted)))
-            self.control.rest()
+            self.control.item_done()
             return True
         if outcome.maybe_paid:
             self.ledger.apply(item, changes.unanswered(item, outcome.state))
@@ -127,12 +127,12 @@ class Submitter:
                       outcome.message)
             code = outcome.code or "create_failed"
             stats.gave_up[code] = stats.gave_up.get(code, 0) + 1
-            self.control.rest()
+            self.control.item_done()
             return True
         return False
 
     async def _prepared(self, item: Item) -> dict[str, Any] | None:
-        """The body to send, or None when the item cannot be sent (it has come to rest)."""
+        """The body to send, or None when the item cannot be sent (it is done with this run)."""
         if self.prepare is None:
             return item.request
         try:
@@ -142,7 +142,7 @@ class Submitter:
             self.progress.stats.not_submitted += 1
         except KieError as e:
             self.ledger.apply(item, changes.failed(str(e.code or "upload_failed"), e.message, retryable=True))
-        self.control.rest()
+        self.control.item_done()
         return None
 
     async def _send(self, item: Item, body: dict[str, Any]) -> tuple[str | None, KieError | None]:

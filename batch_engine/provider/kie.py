@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -42,13 +41,13 @@ from batch_engine.provider.answers import (
     worth_retrying,
 )
 from batch_engine.provider.base import FileStream, TaskInfo
+from batch_engine.provider.encoding import DECODABLE, decoded_body
 from batch_engine.text import clean, outside_url
 
 log = logging.getLogger(__name__)
 MAX_ANSWER = 1024 * 1024      # bytes an API answer may hold (decompressed)
 STALL_BYTES = 1024            # a download must bring at least this much every `stall` seconds
 IDENTITY = {"Accept-Encoding": "identity"}
-DECODABLE = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 class KieProvider:
@@ -207,7 +206,7 @@ class KieProvider:
                 chunks: AsyncIterator[bytes] = resp.content.iter_any()
                 decoded = encoding in DECODABLE
                 if decoded:  # the length and the range are the encoded body's
-                    start, total, chunks = 0, None, _decoded(chunks, DECODABLE[encoding], self._max_file)
+                    start, total, chunks = 0, None, decoded_body(chunks, encoding, self._max_file)
                 elif encoding not in ("", "identity"):
                     raise BadVideo(f"the file host sent a {self.outside(encoding)[:20]}-encoded body "
                                    "that cannot be decoded", code="encoded")
@@ -247,31 +246,6 @@ class KieProvider:
             if size > self._max_file:
                 raise BadVideo(f"the file grew past {self._max_file:,} bytes", code="too_large")
             yield chunk
-
-
-async def _decoded(chunks: AsyncIterator[bytes], wbits: int, limit: int) -> AsyncIterator[bytes]:
-    """A compressed body, decoded a bounded piece at a time: never more than `limit` bytes out,
-    and never more than a megabyte held from one input chunk (a small bomb cannot fill memory)."""
-    inflate = zlib.decompressobj(wbits)
-    size = 0
-    try:
-        async for chunk in chunks:
-            data = chunk
-            while data:
-                piece = inflate.decompress(data, 1024 * 1024)
-                data = inflate.unconsumed_tail
-                size += len(piece)
-                if size > limit:
-                    raise BadVideo(f"the decoded file grew past {limit:,} bytes", code="too_large")
-                if piece:
-                    yield piece
-        rest = inflate.flush()
-    except zlib.error:
-        raise BadVideo("the file host's compressed body cannot be decoded", code="encoded") from None
-    if size + len(rest) > limit:
-        raise BadVideo(f"the decoded file grew past {limit:,} bytes", code="too_large")
-    if rest:
-        yield rest
 
 
 def _task_id_in(body: Any) -> str | None:
