@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.logging import RichHandler
 
+from batch_engine.inputs import open_regular
 from batch_engine.text import clean
 
 LOG_NAME = "batch-engine.log"
@@ -60,7 +61,7 @@ class SafeFileHandler(logging.FileHandler):
     silences it instead of printing a traceback."""
 
     def _open(self) -> io.TextIOWrapper:
-        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        fd = open_regular(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # never a FIFO or a link
         return open(fd, "a", encoding=self.encoding, errors=self.errors)
 
     def handleError(self, record: logging.LogRecord) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 MAX_TEXT = 2000  # characters kept of one outside message
 MAX_URL = 8192   # characters of a URL from outside
@@ -35,7 +35,7 @@ def outside_url(value: object, secrets: Iterable[str] = ()) -> str | None:
         host = urlsplit(value).hostname
     except ValueError:  # a bracketed host that is no address
         return None
-    if not host or any(secret and secret in value for secret in secrets):
+    if not host or any(secret and (secret in value or secret in unquote(value)) for secret in secrets):
         return None
     return value
 

@@ -173,3 +173,47 @@ def test_a_forged_hint_file_in_the_folder_does_not_change_what_status_says(serve
                                                            "tail": "0" * 64}))
     rows = json.loads(run_cli("status", str(out), "--json", env=cli_env(served)).stdout)["items"]
     assert {row["id"]: row["state"] for row in rows} == {"sku-00000": "succeeded", "sku-00001": "succeeded"}
+
+
+def test_a_fifo_in_place_of_the_log_or_the_summary_never_hangs_a_command(serve, tmp_path):
+    """batch-engine.log or summary.json planted as FIFOs: the run goes on (the log to the console
+    only) and `report` reads past the summary, none of them waiting on the FIFO."""
+    served = serve()
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / "batch-engine.log")
+    done = run_cli("run", str(write_manifest(tmp_path / "m.yaml", 1)), "--out", str(out), "--rate", "200/1s",
+                   *FAST, env=cli_env(served), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "cannot write the log file" in done.stderr
+    (out / "summary.json").unlink()
+    os.mkfifo(out / "summary.json")
+    assert run_cli("report", str(out), env=cli_env(served), timeout=60).returncode == 0
+
+
+def test_every_option_a_dry_run_accepts_is_checked_or_said_unused(tmp_path):
+    """A dry run checks the run's options as a run would (exit 2 for a bad one) and says which
+    options it does not use; a bad --credits-per-task is refused too."""
+    manifest = str(write_manifest(tmp_path / "m.yaml", 2))
+    out = str(tmp_path / "out")
+    bad = run_cli("run", manifest, "--out", out, "--dry-run", "--rate", "fast", env=cli_env(None))
+    assert bad.returncode == 2 and "rate" in bad.stderr
+    price = run_cli("run", manifest, "--out", out, "--dry-run", "--credits-per-task", "-3", env=cli_env(None))
+    assert price.returncode == 2 and "--credits-per-task" in price.stderr
+    noted = run_cli("run", manifest, "--out", out, "--dry-run", "--notify", "https://hooks.example.com/x",
+                    env=cli_env(None))
+    assert noted.returncode == 0 and "--notify not used" in noted.stdout + noted.stderr
+    assert not (tmp_path / "out" / "ledger.jsonl").exists()
+
+
+def test_a_url_from_outside_must_be_a_plain_http_url_without_the_key():
+    """What a provider or an upload host gives as a URL is kept only if it is http(s), has a host,
+    holds no white space, control character or secret (percent-encoded or not)."""
+    from urllib.parse import quote
+
+    from batch_engine.text import outside_url
+    key = "sk/live+key=1"
+    assert outside_url("https://cdn.example.com/v.mp4", (key,)) == "https://cdn.example.com/v.mp4"
+    for url in ("file:///etc/passwd", "javascript:alert(1)", "https://", "https://x/a b", "https://x/\x1b[31m",
+                f"https://x/?k={key}", f"https://x/?k={quote(key, safe='')}", "http://[::1/", 5, None):
+        assert outside_url(url, (key,)) is None, url

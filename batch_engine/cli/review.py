@@ -98,6 +98,6 @@ def _items(out: Path) -> dict:
 
 def _rate(out: Path) -> Rate | None:
     try:
-        return Rate.parse(json.loads((out / "summary.json").read_text())["rate"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return Rate.parse(json.loads(read_input(out / "summary.json", 1024 * 1024, follow=False))["rate"])
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None

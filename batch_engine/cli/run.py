@@ -111,11 +111,17 @@ def _dry_run(args: argparse.Namespace, console: Console, make_plan: Callable[...
     """The plan against the ledger as it stands (read without the lock): nothing sent or written."""
     out = Path(args.out)
     try:
+        config_from_args(args, terminal=False)  # every option is checked, as a run would
         loaded = read_ledger(out)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     except LedgerError as e:
         raise UsageError(str(e)) from None
     plan = make_plan(loaded.items, loaded.damaged, LocalVideos(out).sizes())
     dry_run_report(plan, console, max_tasks=args.max_tasks, credits_per_task=args.credits_per_task)
+    unused = [flag for flag, value in (("--notify", args.notify), ("--callback-url", args.callback_url)) if value]
+    if unused:
+        console.print(f"dry run: {' and '.join(unused)} not used (nothing is sent)", highlight=False)
     return OK
 
 
@@ -140,7 +146,8 @@ def _execute(args: argparse.Namespace, console: Console, make_plan: Callable[[Le
         return SOME_FAILED
     if result is None:
         raise KeyboardInterrupt  # reported once, by main
-    summary(result, console, task_timeout=config.poll.task_timeout, secrets=(config.api_key,))
+    summary(result, console, task_timeout=config.poll.task_timeout, secrets=(config.api_key,),
+            credits_per_task=args.credits_per_task)
     _write_summary(config.out_dir, result)
     if args.notify:
         from batch_engine.provider.notify import post_json

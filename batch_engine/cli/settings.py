@@ -4,6 +4,7 @@ environment. Every check raises ValueError naming what is wrong (exit 2, before 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +33,8 @@ def config_from_args(args: argparse.Namespace, *, terminal: bool) -> Config:
         env, args.sandbox = replace(env, api_key=SANDBOX_KEY), True
     if args.notify:
         check_url("--notify", args.notify)
+    if args.credits_per_task is not None and not (math.isfinite(args.credits_per_task) and args.credits_per_task >= 0):
+        raise ValueError("--credits-per-task must be a number of credits, 0 or more")
     config = build_config(Path(args.out), {name: getattr(args, name) for name in DEFAULTS}, env,
                           show_progress=terminal and not args.quiet)
     for secret in env.secrets:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def summary(result: BatchResult, console: Console, *, task_timeout: float,
-            secrets: tuple[str, ...] = ()) -> None:
+            secrets: tuple[str, ...] = (), credits_per_task: float | None = None) -> None:
     s, items, out = result.stats, list(result.items), result.out_dir
     console.print(_counts_line(items))
     facts = [f"{s.creates_sent} creates sent", f"{s.rate_limited} answered 429", f"{s.polls} polls",
@@ -32,6 +32,9 @@ def summary(result: BatchResult, console: Console, *, task_timeout: float,
     if s.credits_before is not None or s.credits_spent:
         console.print(f"  credits: {s.credits_spent} spent by this run's tasks (as the provider reports)"
                       + (f"; {s.credits_before} on the account before it" if s.credits_before is not None else ""))
+    if credits_per_task is not None and not s.credits_spent and s.creates_sent:
+        console.print(f"  credits: about {s.creates_sent * credits_per_task:g} at {credits_per_task:g} a task "
+                      "(--credits-per-task; the provider reported none)")
     if result.left_by_budget:
         console.print(f"  {len(result.left_by_budget)} item(s) left pending: the --max-tasks budget was "
                       "reached (not a failure; run again to continue)")
