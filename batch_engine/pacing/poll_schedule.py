@@ -1,26 +1,11 @@
-"""When to look at a task next: a pure policy, learnt from the tasks that finished.
+"""When to look at a task next: a pure policy (every method is told the time), learnt from the
+tasks that finished.
 
-Tasks created together take similar times, so the first to finish tells when to look at the
-others. Until one has succeeded, a task is *checked* at ages growing by a tenth (from 3 s, at
-least 2 s apart), and a check polls only if the task is among the oldest in flight (its *cohort*:
-at least 90% as old as the eighth oldest) and its turn has come: in rotation, about eight of the
-cohort are polled per round of checks. Together they sample the batch finely enough to see the
-first finish soon after it happens, while each task spends about one poll on it; the young tasks
-of a batch still being created wait until they are old enough to matter. With that news, every
-task old enough is looked at at once (some may have finished meanwhile), but for one that a sample
-saw running so recently that it would be noticed in time anyway. From then on a task is first
-polled at the earliest finish expected (the shortest duration seen, lowered by what the sample may
-have missed; the more have finished, the later, up to 1.2x that once 32 have), and afterwards at
-gaps of 26% of its age, so it is noticed within 26% of its generation time.
-The sampling before the first news costs most (about five polls a task for 50 tasks of 2-4 min:
-its price grows with the log of the age of the first finish, shared by the batch). A *prior*
-(durations of earlier runs in the same folder, same model and settings: `store.durations`) lets
-it begin at 65% of the shortest of them, with one poll a round at ages doubling before that as a
-safety net: a provider more than about twice as fast as the prior says is noticed late, at most
-until 65% of the prior's shortest (never later than five minutes).
-Simulated in tests/test_poll_schedule.py on batches spread over 2x, created all at once or at the
-provider's pace. A task older than five minutes with no news at all is polled regardless. With callbacks
-on, polling is only a slow fallback. No clock, no event loop: every method is told the time.
+Tasks created together take similar times, so until one finishes only a rotating sample of the
+oldest tasks is polled; the first finish tells when to look at the others, and from then on a
+task is polled from the earliest finish expected, at gaps of 26% of its age. Durations of earlier
+runs in the folder (a *prior*) let the sampling begin later. docs/design.md gives the numbers and
+why; tests/test_poll_schedule.py simulates batches against them.
 """
 
 from __future__ import annotations

@@ -1,14 +1,8 @@
-"""How long generations took in this folder: `durations.jsonl`, one line per task that succeeded,
-appended as it happens: its generation profile (model, duration, resolution: what sets how long
-a generation takes), the seconds it took as the poller measured them, and when.
-
-A later run in the same folder (the nightly re-run of the failures and the rejects: a few long
-generations) reads the recent lines of the profiles it is about to poll and hands them to the
-poll schedule as a prior, so it does not have to find out again, at several polls a task, when
-the first video may be ready. Only the end of the file is read (the latest lines: MAX_READ
-bytes); a line that cannot be read, a figure out of range, or one older than MAX_AGE is skipped.
-The file is a hint, never trusted further: the schedule caps what a prior can delay (see
-`pacing.poll_schedule`).
+"""How long generations took in this folder: `durations.jsonl`, one line per task that succeeded
+(its generation profile: model, duration, resolution; the seconds it took; when), appended as it
+happens. A later run here reads the recent lines of the profiles it is about to poll and gives
+them to the poll schedule as a prior. The file is a hint: only its end is read, a line out of
+range or too old is skipped, and the schedule caps what a prior can delay.
 """
 
 from __future__ import annotations
