@@ -9,6 +9,11 @@ import errno
 import os
 import stat
 from pathlib import Path
+from typing import TypeVar
+
+import msgspec
+
+T = TypeVar("T")
 
 
 class Unreadable(OSError):
@@ -52,6 +57,28 @@ def read_input(path: Path, limit: int, *, follow: bool = True, what: str = "the 
     if len(data) > limit:
         raise Unreadable(errno.EFBIG, f"{what} {path} is larger than {limit:,} bytes")
     return data
+
+
+def read_records(path: Path, kind: type[T], limit: int) -> tuple[list[T], int]:
+    """The records of a folder's own JSON-lines file (its last `limit` bytes: a cut first line is
+    passed over), each line decoded into `kind`, a msgspec Struct whose schema is the check; and
+    how many lines did not fit it. A missing or unreadable file has none."""
+    data = read_tail(path, limit)
+    if data is None:
+        return [], 0
+    lines = data.split(b"\n")
+    if len(data) == limit:
+        lines = lines[1:]
+    decode = msgspec.json.Decoder(kind).decode
+    records, dropped = [], 0
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            records.append(decode(line))
+        except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
+            dropped += 1
+    return records, dropped
 
 
 def read_tail(path: Path, limit: int) -> bytes | None:

@@ -16,7 +16,9 @@ class State(StrEnum):
     FAILED = "failed"            # the provider, the file host or our checks said no
 
 
-TERMINAL = frozenset({State.SUCCEEDED, State.FAILED})
+TERMINAL = frozenset({State.SUCCEEDED, State.FAILED})      # nothing more happens without a new run's say
+TO_CREATE = frozenset({State.PENDING, State.SUBMITTING})   # a create is (still) to be sent
+IN_FLIGHT = frozenset({State.RUNNING, State.DOWNLOADING})  # a task exists; its video is not on disk yet
 
 _ALLOWED: dict[State, frozenset[State]] = {
     State.PENDING: frozenset({State.PENDING, State.SUBMITTING, State.FAILED}),

@@ -25,15 +25,18 @@ def clean(text: object, secrets: Iterable[str] = (), *, limit: int = MAX_TEXT) -
 
 
 def outside_url(value: object, secrets: Iterable[str] = ()) -> str | None:
-    """`value` if it is an http(s) URL that is safe to store, show and fetch: a host, no white
-    space or control character, no secret inside, a sane length; else None."""
+    """`value` if it is an http(s) URL that is safe to store, show and fetch: a host, no user name
+    or password, no white space or control character, no secret inside, a sane length; else None."""
     if not isinstance(value, str) or not 0 < len(value) <= MAX_URL or not value.isascii():
         return None
     if not value.startswith(("https://", "http://")) or not value.isprintable() or " " in value:
         return None
     try:
-        host = urlsplit(value).hostname
+        parts = urlsplit(value)
+        host = parts.hostname
     except ValueError:  # a bracketed host that is no address
+        return None
+    if parts.username is not None or parts.password is not None:  # credentials are not stored
         return None
     if not host or any(secret and (secret in value or secret in unquote(value)) for secret in secrets):
         return None

@@ -215,5 +215,5 @@ def test_a_url_from_outside_must_be_a_plain_http_url_without_the_key():
     key = "sk/live+key=1"
     assert outside_url("https://cdn.example.com/v.mp4", (key,)) == "https://cdn.example.com/v.mp4"
     for url in ("file:///etc/passwd", "javascript:alert(1)", "https://", "https://x/a b", "https://x/\x1b[31m",
-                f"https://x/?k={key}", f"https://x/?k={quote(key, safe='')}", "http://[::1/", 5, None):
+                f"https://x/?k={key}", f"https://x/?k={quote(key, safe='')}", "http://[::1/", "https://user:pw@x/v.mp4", 5, None):
         assert outside_url(url, (key,)) is None, url

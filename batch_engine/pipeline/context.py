@@ -17,7 +17,7 @@ from typing import Protocol
 
 from batch_engine.errors import AccountRefused
 from batch_engine.pipeline.stats import RunStats
-from batch_engine.states import State
+from batch_engine.states import IN_FLIGHT, TO_CREATE, State
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class Progress:
         return f"<Progress total={self.total} {dict(self.counts)} {self.stats}>"
 
     def to_create(self) -> int:
-        return self.counts.get(State.PENDING, 0) + self.counts.get(State.SUBMITTING, 0)
+        return sum(self.counts.get(state, 0) for state in TO_CREATE)
 
     def in_flight(self) -> int:
-        return self.counts.get(State.RUNNING, 0) + self.counts.get(State.DOWNLOADING, 0)
+        return sum(self.counts.get(state, 0) for state in IN_FLIGHT)

@@ -30,7 +30,7 @@ from batch_engine.pipeline.stats import RunStats
 from batch_engine.pipeline.submit import Submitter
 from batch_engine.pipeline.upload import Uploader
 from batch_engine.provider.base import Provider
-from batch_engine.states import TERMINAL, State
+from batch_engine.states import TERMINAL, TO_CREATE, State
 from batch_engine.store import changes
 from batch_engine.store.durations import DurationBook
 from batch_engine.store.ledger import Item, Ledger, LedgerError
@@ -94,7 +94,7 @@ class Run:
         self.poller.expect(working)
         for item in working:
             self.control.expect()
-            if item.state in (State.PENDING, State.SUBMITTING):
+            if item.state in TO_CREATE:
                 self.submitter.enqueue(item)
             elif item.state is State.RUNNING:
                 self.poller.track(item, delay=0.0)

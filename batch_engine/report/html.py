@@ -26,7 +26,7 @@ from typing import Any
 
 from batch_engine.catalog.images import UPLOAD_PREFIX
 from batch_engine.config import Rate
-from batch_engine.states import State
+from batch_engine.states import TERMINAL, State
 from batch_engine.store.folder import write_atomic
 from batch_engine.store.item import Item, parse_time
 from batch_engine.text import clean
@@ -73,7 +73,7 @@ def card(item: Item, uploads: Mapping[str, str]) -> str:
                  f'aria-label="video of {_e(item.id)}"></video>')
     else:
         video = f'<div class="none">{_e(str(item.state))}</div>'
-    kind = str(item.state) if item.state in (State.SUCCEEDED, State.FAILED) else "other"
+    kind = str(item.state) if item.state in TERMINAL else "other"
     seconds = generation_seconds(item)
     meta = [f'<span class="state {kind}">{_e(str(item.state))}</span>', f"<span>{_e(model)}</span>"]
     if seconds is not None:
@@ -96,7 +96,7 @@ def card(item: Item, uploads: Mapping[str, str]) -> str:
 def timeline_svg(items: Iterable[Item], rate: Rate | None, width: int = 1000, height: int = 120) -> str:
     """Creates and completions over time (cumulative), and the most the cap allows."""
     creates = sorted(t for item in items if (t := parse_time(item.submitted_at)) is not None)
-    ends = sorted(t for item in items if item.state in (State.SUCCEEDED, State.FAILED)
+    ends = sorted(t for item in items if item.state in TERMINAL
                   and (t := parse_time(item.finished_at)) is not None)
     if not creates:
         return '<p class="sub">No task has been created yet.</p>'

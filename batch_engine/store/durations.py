@@ -8,14 +8,15 @@ range or too old is skipped, and the schedule caps what a prior can delay.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from batch_engine.inputs import read_tail
+import msgspec
+
+from batch_engine.inputs import read_records
 from batch_engine.store.folder import append
 
 DURATIONS_NAME = "durations.jsonl"
@@ -45,16 +46,10 @@ class DurationBook:
     def load(self) -> DurationBook:
         """The latest durations of each profile (a missing or unreadable file: none)."""
         now = time.time()
-        data = read_tail(self.path, MAX_READ)
-        if data is None:  # none yet, or not a file
-            return self
-        lines = data.split(b"\n")
-        if len(data) == MAX_READ:
-            lines = lines[1:]  # the first is likely cut
-        for line in lines:
-            entry = _entry(line, now)
-            if entry is not None:
-                self.recent[entry[0]].append(entry[1])
+        records, _ = read_records(self.path, _Line, MAX_READ)
+        for line in records:
+            if now - MAX_AGE <= line.at <= now + 3600:
+                self.recent[line.profile].append(line.seconds)
         return self
 
     def prior(self, profiles: Iterable[str], least: int) -> list[float]:
@@ -70,29 +65,14 @@ class DurationBook:
 
     def record(self, profile: str, seconds: float) -> None:
         """Append one duration (not synced: a lost line costs a few polls, nothing else)."""
-        line = json.dumps({"profile": profile, "seconds": round(seconds, 2), "at": round(time.time(), 1)})
-        append(self.path, line.encode() + b"\n")
+        line = _Line(profile, round(seconds, 2), round(time.time(), 1))
+        append(self.path, msgspec.json.encode(line) + b"\n")
         self.recent[profile].append(seconds)
 
 
-def _entry(line: bytes, now: float) -> tuple[str, float] | None:
-    """(profile, seconds) of a line, or None when it cannot be used."""
-    try:
-        record = json.loads(line)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(record, dict):
-        return None
-    profile, seconds, at = record.get("profile"), record.get("seconds"), record.get("at")
-    if not isinstance(profile, str) or len(profile) > 500:
-        return None
-    if not (_finite(seconds) and _finite(at)):
-        return None
-    assert isinstance(seconds, (int, float)) and isinstance(at, (int, float))
-    if not 0 < seconds <= LONGEST or not now - MAX_AGE <= at <= now + 3600:
-        return None
-    return profile, float(seconds)
+class _Line(msgspec.Struct):
+    """One line of the record: its schema is the check of every line read back."""
 
-
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    profile: Annotated[str, msgspec.Meta(max_length=500)]
+    seconds: Annotated[float, msgspec.Meta(gt=0, le=LONGEST)]
+    at: float

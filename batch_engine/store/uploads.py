@@ -8,31 +8,30 @@ record shape (items); a line that cannot be read is skipped (the upload is simpl
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
-from batch_engine.inputs import read_tail
+import msgspec
+
+from batch_engine.inputs import read_records
 from batch_engine.store.folder import append
 from batch_engine.text import outside_url
 
 UPLOADS_NAME = "uploads.jsonl"
 MAX_AGE = 24 * 3600.0  # seconds an upload is re-used
 MAX_READ = 4 * 1024 * 1024  # bytes read from the end of the record (about 20,000 uploads)
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Upload:
-    sha256: str
-    path: str          # where the file was read from
-    url: str           # kie's downloadUrl for it
-    uploaded_at: float  # Unix time
+class Upload(msgspec.Struct, frozen=True):
+    """One line of the record: its schema is the check of every line read back."""
+
+    sha256: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+    path: Annotated[str, msgspec.Meta(max_length=4096)]   # where the file was read from
+    url: Annotated[str, msgspec.Meta(max_length=8192)]    # the upload's URL (checked on reading)
+    uploaded_at: Annotated[float, msgspec.Meta(ge=0)]     # Unix time
 
 
 class UploadBook:
@@ -48,21 +47,13 @@ class UploadBook:
         """The latest usable upload of each content; a record that cannot be used (not a hash, a
         URL that is not http(s), a time that is not a finite time in the past) is dropped with a
         note, and only the last MAX_READ bytes are read. A missing or unreadable file: none."""
-        data = read_tail(self.path, MAX_READ)
-        if data is None:
-            return self
-        lines = data.split(b"\n")
-        if len(data) == MAX_READ:
-            lines = lines[1:]  # the first is likely cut
-        dropped, now = 0, time.time()
-        for line in lines:
-            if not line.strip():
-                continue
-            upload = _upload(line, now)
-            if upload is None:
-                dropped += 1
-            else:
+        records, dropped = read_records(self.path, Upload, MAX_READ)
+        now = time.time()
+        for upload in records:
+            if upload.uploaded_at <= now + 60 and outside_url(upload.url) is not None:
                 self.latest[upload.sha256] = upload
+            else:
+                dropped += 1
         if dropped:
             log.warning("%s: %d record(s) that cannot be used were passed over (those images are "
                         "uploaded again)", self.path, dropped)
@@ -76,25 +67,6 @@ class UploadBook:
         return upload
 
     def record(self, upload: Upload) -> None:
-        line = (json.dumps({"sha256": upload.sha256, "path": upload.path, "url": upload.url,
-                            "uploaded_at": upload.uploaded_at}) + "\n").encode()
-        append(self.path, line)
+        append(self.path, msgspec.json.encode(upload) + b"\n")
         self.latest[upload.sha256] = upload
         self.count += 1
-
-
-def _upload(line: bytes, now: float) -> Upload | None:
-    """The upload a line records, if every field is what this engine writes."""
-    try:
-        record = json.loads(line)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(record, dict):
-        return None
-    sha256, path, url, at = (record.get(k) for k in ("sha256", "path", "url", "uploaded_at"))
-    if not (isinstance(sha256, str) and _SHA256.fullmatch(sha256) and isinstance(path, str) and len(path) < 4096):
-        return None
-    if not isinstance(at, (int, float)) or isinstance(at, bool) or not math.isfinite(at) or not 0 <= at <= now + 60:
-        return None
-    url = outside_url(url)
-    return None if url is None else Upload(sha256, path, url, float(at))
