@@ -109,6 +109,8 @@ async def run_batch_async(manifest: str | os.PathLike[str] | None = None, *,
     """`api_key` defaults to KIE_API_KEY, `base_url` to KIE_BASE_URL or kie.ai's, `upload_url`
     to KIE_UPLOAD_BASE_URL or kie.ai's upload host; `options` are the run options of
     `config.DEFAULTS` (rate="20/10s", max_tasks=..., poll_rate=..., task_timeout=minutes, ...)."""
+    if "task_timeout_minutes" in options:  # the name earlier versions took
+        options["task_timeout"] = options.pop("task_timeout_minutes")
     unknown = sorted(set(options) - set(DEFAULTS))
     if unknown:
         raise BatchInputError([f"unknown option(s): {', '.join(unknown)} (known: {', '.join(DEFAULTS)})"])

@@ -8,6 +8,7 @@ import re
 import unicodedata
 
 MAX_ID_BYTES = 200  # UTF-8 bytes: `<id>.mp4` and `.replaced/<id>.<stamp>.mp4` stay under 255
+_REJECTED = frozenset('<>:"|?*')  # characters file systems reject in a name
 _RESERVED = re.compile(r"(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?", re.IGNORECASE)
 
 
@@ -31,7 +32,7 @@ def unsafe_id_reason(item_id: str) -> str | None:
     if (not item_id.isprintable()) if item_id.isascii() else any(  # in ASCII only controls are not printable
             unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn") for c in item_id):
         return "contains a control or invisible character"
-    if any(c in '<>:"|?*' for c in item_id):
+    if not _REJECTED.isdisjoint(item_id):
         return "contains a character that file systems reject (<>:\"|?*)"
     if _RESERVED.fullmatch(item_id):
         return "is a name Windows reserves for a device (CON, PRN, AUX, NUL, COM1-9, LPT1-9)"

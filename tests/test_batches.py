@@ -116,3 +116,19 @@ def test_the_library_call_runs_inside_a_running_loop(serve, tmp_path):
                                        base_url=served.sandbox.base_url, rate="200/1s", shard=(1, 1))
         return result.counts["succeeded"]
     assert asyncio.run(inside()) == 2
+
+
+def test_the_library_takes_the_run_options_by_name_and_refuses_unknown_ones(serve, tmp_path):
+    """run_batch takes the CLI's run options by their names (and the earlier task_timeout_minutes);
+    an unknown or a bad one is a BatchInputError before anything is sent."""
+    served = serve()
+    items = [{"id": "a", "image_url": "https://cdn.example.com/a.jpg", "prompt": "a lamp"}]
+    key, base = served.sandbox.settings.api_key, served.sandbox.base_url
+    result = run_batch(items=items, out=tmp_path / "out", api_key=key, base_url=base, rate="200/1s",
+                       task_timeout_minutes=5, max_tasks=1, poll_rate=50)
+    assert result.ok and result.counts["succeeded"] == 1
+    for options in ({"rate_limit": "5/s"}, {"max_tasks": -1}, {"poll_rate": float("nan")}, {"rate": "fast"}):
+        with pytest.raises(BatchInputError):
+            run_batch(items=items, out=tmp_path / "bad", api_key=key, base_url=base, **options)
+    assert not (tmp_path / "bad").exists()
+    assert len(served.read(lambda s: s.stats.creates)) == 1

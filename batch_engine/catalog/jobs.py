@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batch_engine.catalog.yamlfile import MAX_YAML_BYTES, YamlProblem, read_yaml
 from batch_engine.inputs import read_input
 from batch_engine.text import clean
 
+MAX_JOB_BYTES = 1024 * 1024  # a job file names a manifest and options: it is small
 # option -> the type its value must have
 OPTIONS: dict[str, tuple[type, ...]] = {
     "rate": (str,), "max_tasks": (int,), "shard": (str,), "only": (str, list), "poll_rate": (int, float),
@@ -42,7 +42,7 @@ def is_job_file(path: Path) -> bool:
     """A YAML file whose top-level keys include `manifest:` and no items of its own. Only the
     top-level keys are looked at (a catalog manifest can be large; it is parsed once, later)."""
     try:
-        text = read_input(path, MAX_YAML_BYTES).decode("utf-8-sig", errors="replace")
+        text = read_input(path, MAX_JOB_BYTES).decode("utf-8-sig", errors="replace")
     except OSError:
         return False
     keys = set(re.findall(r"^([A-Za-z_]+)[ \t]*:", text, re.MULTILINE))
@@ -51,6 +51,7 @@ def is_job_file(path: Path) -> bool:
 
 def load_job(path: Path, today: datetime.date | None = None) -> tuple[Job | None, list[str]]:
     """The job a job file describes, or every problem with it."""
+    from batch_engine.catalog.yamlfile import YamlProblem, read_yaml  # PyYAML: only when a job is read
     try:
         _, data, problems = read_yaml(path, "the job file")
     except YamlProblem as e:
