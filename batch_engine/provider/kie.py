@@ -138,8 +138,8 @@ class KieProvider:
         except (TimeoutError, aiohttp.ClientError, ValueError) as e:  # ClientConnectorError is an OSError too
             raise Transient(f"no answer from the upload host ({type(e).__name__})", code="no_answer") from None
         self._raise_for(classify(status, body))
-        data_ = body.get("data") if isinstance(body, dict) else None
-        url = outside_url(data_.get("downloadUrl"), self._secrets) if isinstance(data_, dict) else None
+        answer = body.get("data") if isinstance(body, dict) else None
+        url = outside_url(answer.get("downloadUrl"), self._secrets) if isinstance(answer, dict) else None
         if url is None:
             raise Transient("the upload host answered without a usable downloadUrl", code="bad_answer")
         return url

@@ -30,11 +30,9 @@ class Replayed:
 
 
 def replay(file: BinaryIO) -> Replayed:
-    """Replay the ledger `file` holds, from where it stands to its end."""
+    """Replay the ledger `file` holds, from its start to its end."""
     result = Replayed()
-    lines = 0
-    held: list[tuple[str | None, bytes]] = []  # every line with the item it names, for `kept`
-    torn = False
+    lines, torn, unnamed = 0, False, False
     for number, raw in enumerate(file, start=1):
         line = raw.rstrip(b"\n")
         if not line.strip():
@@ -45,30 +43,48 @@ def replay(file: BinaryIO) -> Replayed:
             if record is _NOT_JSON:
                 continue  # dropped; a whole record that only lost its newline is kept
         lines += 1
-        item_id = record.get("id") if isinstance(record, dict) else None
-        item_id = item_id if isinstance(item_id, str) else None
-        held.append((item_id, line))
         why = _apply(result, record)
         if why is not None:
             result.problems.append(f"line {number}: {why}")
-            if item_id is not None:
+            item_id = _id_of(record)
+            if item_id is None:
+                unnamed = True
+            else:
                 result.damaged.setdefault(item_id, f"line {number}: {why}")
                 result.items.pop(item_id, None)
-            else:
-                result.kept.append(line)
-    if result.damaged:
-        result.kept = [line for item_id, line in held if item_id is None or item_id in result.damaged]
+    if result.damaged or unnamed:
+        result.kept = _lines_to_keep(file, set(result.damaged))
     result.compact = not torn and not result.kept and lines == len(result.items)
     return result
+
+
+def _lines_to_keep(file: BinaryIO, damaged: set[str]) -> list[bytes]:
+    """The lines of damaged items and the lines that name no item, verbatim, in file order (a
+    second read: only a ledger with such lines pays for it)."""
+    file.seek(0)
+    kept = []
+    for raw in file:
+        line = raw.rstrip(b"\n")
+        if not line.strip() or (not raw.endswith(b"\n") and _parse(line) is _NOT_JSON):
+            continue
+        item_id = _id_of(_parse(line))
+        if item_id is None or item_id in damaged:
+            kept.append(line)
+    return kept
+
+
+def _id_of(record: Any) -> str | None:
+    item_id = record.get("id") if isinstance(record, dict) else None
+    return item_id if isinstance(item_id, str) else None
 
 
 def _apply(result: Replayed, record: Any) -> str | None:
     """Fold one decoded line into the items; why it cannot be used, or None."""
     if record is _NOT_JSON:
         return "not JSON"
-    if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+    item_id = _id_of(record)
+    if item_id is None:
         return "not a JSON object with a text id"
-    item_id = record["id"]
     if item_id in result.damaged:
         return None  # a later line of an item already damaged: kept with it
     known = result.items.get(item_id)
