@@ -155,6 +155,11 @@ def test_redo_dry_run_creates_nothing_and_moves_nothing(serve, tmp_path):
     assert done.returncode == 0 and "dry run" in done.stderr + done.stdout
     assert len(served.read(lambda s: s.stats.creates)) == creates == 2
     assert (out / "sku-00000.mp4").read_bytes() == before and not (out / ".replaced").exists()
+    priced = run_cli("redo", str(out), "sku-00000", "sku-00001", "--dry-run", "--credits-per-task", "45",
+                     env=cli_env(served))
+    assert priced.returncode == 0 and "estimate: 90 credits" in priced.stdout + priced.stderr
+    bad = run_cli("redo", str(out), "sku-00000", "--dry-run", "--rate", "fast", env=cli_env(served))
+    assert bad.returncode == 2 and len(served.read(lambda s: s.stats.creates)) == 2
 
 
 def test_a_forged_hint_file_in_the_folder_does_not_change_what_status_says(serve, tmp_path):

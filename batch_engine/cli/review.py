@@ -13,6 +13,7 @@ from rich.console import Console
 
 from batch_engine.catalog.models import MODELS
 from batch_engine.cli.common import BAD_INPUT, OK, UsageError
+from batch_engine.cli.settings import config_from_args
 from batch_engine.config import Rate
 from batch_engine.ids import unsafe_id_reason
 from batch_engine.inputs import Unreadable, read_input
@@ -68,6 +69,13 @@ def check_redo(args: argparse.Namespace, console: Console) -> tuple[list[str], i
     console.print(f"redo: {n} item(s) will be made again: {n} new task(s), paid again; their "
                   f"current videos move to {out / '.replaced'}", highlight=False, markup=False)
     if args.dry_run:
+        try:
+            config_from_args(args, terminal=False)  # every option is checked, as the redo would
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if args.credits_per_task is not None:
+            cost = n * args.credits_per_task
+            console.print(f"estimate: {cost:g} credits (about ${cost * 0.005:,.2f} at $0.005 a credit)", highlight=False)
         console.print("dry run: nothing was created or moved", highlight=False)
         return ids, OK
     if args.yes:
