@@ -59,10 +59,12 @@ def runs(n: int = 3000) -> None:
     for _ in range(3):
         for name, tree in (("before", BASE), ("now", NEW)):
             os.environ["PYTHONPATH"] = tree
+            os.chdir(tree)  # `python -m` puts the working folder first on the path
             r = measure("scale", "engine", SandboxSettings(api_key=KEY, rate=Rate(5000, 1), gen_time=(0.05, 0.3),
                         video_bytes=8 * 1024), n, ["--rate", "5000/1s", "--poll-rate", "5000"], Rate(5000, 1))
             figures[name].append((r.cpu_ms_per_item, r.peak_rss_mb))
     os.environ.pop("PYTHONPATH", None)
+    os.chdir(NEW)
     cpu = {name: sorted(f[0] for f in runs)[1] for name, runs in figures.items()}
     rss = {name: sorted(f[1] for f in runs)[1] for name, runs in figures.items()}
     print(f"run of {n:,} items: CPU per item before {cpu['before']:.2f} ms, now {cpu['now']:.2f} ms, "
