@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
@@ -115,8 +115,8 @@ async def run_batch_async(manifest: str | os.PathLike[str] | None = None, *,
     if unknown:
         raise BatchInputError([f"unknown option(s): {', '.join(unknown)} (known: {', '.join(DEFAULTS)})"])
     env = Environment.read(os.environ)
-    env = Environment(api_key=(api_key or env.api_key).strip(), base_url=(base_url or env.base_url).strip(),
-                      upload_url=(upload_url or env.upload_url).strip(), hmac_key=env.hmac_key)
+    env = replace(env, api_key=(api_key or env.api_key).strip(), base_url=(base_url or env.base_url).strip(),
+                  upload_url=(upload_url or env.upload_url).strip())
     try:
         config = build_config(Path(out), options, env)
     except ValueError as e:

@@ -45,7 +45,7 @@ class TaskUnknown(Transient):
 class AccountRefused(KieError):
     """401 bad key, 402 no credits, 433 key usage cap, 505 feature disabled: stop creating."""
 
-    ADVICE: ClassVar[dict[int, str]] = {
+    ADVICE: ClassVar[dict[int | str | None, str]] = {
         401: "the API key was refused: check KIE_API_KEY",
         402: "the account has no credits left: top it up at kie.ai, then run the same command again",
         433: "the API key reached its usage cap: raise the cap or wait, then run the same command again",
@@ -54,8 +54,7 @@ class AccountRefused(KieError):
 
     @property
     def advice(self) -> str:
-        return self.ADVICE.get(self.code, "the account was refused") if isinstance(self.code, int) else \
-            "the account was refused"
+        return self.ADVICE.get(self.code, "the account was refused")
 
 
 class Rejected(KieError):

@@ -7,6 +7,7 @@ the engine uploads each distinct file once, from the very bytes it checked and h
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import struct
 import zlib
@@ -54,7 +55,7 @@ def read_image(path: Path) -> tuple[bytes, LocalImage] | str:
     try:
         data = read_input(path, MAX_IMAGE_BYTES, what="the image")
     except Unreadable as e:
-        if "larger than" in str(e):
+        if e.errno == errno.EFBIG:
             return f"{path}: larger than allowed; at most {MAX_IMAGE_BYTES // (1024 * 1024)} MB"
         return str(e)
     kind = image_kind(data)

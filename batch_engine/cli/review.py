@@ -18,6 +18,7 @@ from batch_engine.config import Rate
 from batch_engine.ids import unsafe_id_reason
 from batch_engine.inputs import Unreadable, read_input
 from batch_engine.pipeline.plan import plan_redo
+from batch_engine.report.console import estimate
 from batch_engine.report.html import write_report
 from batch_engine.store.ledger import LEDGER_NAME, LedgerError, read_ledger
 from batch_engine.store.uploads import UploadBook
@@ -74,8 +75,7 @@ def check_redo(args: argparse.Namespace, console: Console) -> tuple[list[str], i
         except ValueError as e:
             raise UsageError(str(e)) from None
         if args.credits_per_task is not None:
-            cost = n * args.credits_per_task
-            console.print(f"estimate: {cost:g} credits (about ${cost * 0.005:,.2f} at $0.005 a credit)", highlight=False)
+            console.print(estimate(n, args.credits_per_task), highlight=False)
         console.print("dry run: nothing was created or moved", highlight=False)
         return ids, OK
     if args.yes:

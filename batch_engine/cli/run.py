@@ -113,9 +113,7 @@ def _dry_run(args: argparse.Namespace, console: Console, make_plan: Callable[...
     try:
         config_from_args(args, terminal=False)  # every option is checked, as a run would
         loaded = read_ledger(out)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    except LedgerError as e:
+    except (ValueError, LedgerError) as e:
         raise UsageError(str(e)) from None
     plan = make_plan(loaded.items, loaded.damaged, LocalVideos(out).sizes())
     dry_run_report(plan, console, max_tasks=args.max_tasks, credits_per_task=args.credits_per_task)

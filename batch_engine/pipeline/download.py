@@ -24,7 +24,7 @@ from batch_engine.provider.base import Provider
 from batch_engine.store import changes
 from batch_engine.store.item import video_name
 from batch_engine.store.ledger import Item, Ledger
-from batch_engine.store.partial import ensure_dir, hash_file, part_file, part_size, write_part, write_whole
+from batch_engine.store.partial import hash_file, part_file, part_size, write_part, write_whole
 from batch_engine.store.videos import VideoStore
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,6 @@ class Downloader:
         return part_file(self.partial_dir, item.id, item.task_id or "")
 
     async def _fetch(self, item: Item, url: str) -> tuple[int, str]:
-        ensure_dir(self.partial_dir)
         part = self._part(item)
         have = part_size(part)
         try:

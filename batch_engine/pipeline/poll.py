@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from decimal import Decimal
 
 from batch_engine.config import PollSettings
 from batch_engine.errors import AccountRefused, KieError, RateLimited
@@ -219,7 +218,7 @@ class Poller:
         if outcome.next is AfterPoll.DOWNLOAD:
             if outcome.credits is not None:
                 self.progress.stats.credits_spent += outcome.credits
-            self.ledger.apply(item, changes.generated(outcome.url or "", _number(outcome.credits)))
+            self.ledger.apply(item, changes.generated(outcome.url or "", outcome.credits))
             self.to_download(item)
         elif outcome.next is AfterPoll.FAIL:
             self._fail(item, outcome)
@@ -279,7 +278,3 @@ def _monotonic_from_iso(stamp: str | None) -> float:
     except ValueError:
         return now
     return now - max(ago, 0.0)
-
-
-def _number(value: Decimal | None) -> float | None:
-    return None if value is None else float(value)

@@ -81,6 +81,14 @@ def validation_report(specs: list[ItemSpec], console: Console, *, examples: int 
     console.print("nothing was sent", highlight=False)
 
 
+def estimate(creates: int, credits_per_task: float | None) -> str:
+    """What `creates` tasks would cost at the price the user gave (unknown without one, never 0)."""
+    if credits_per_task is None:
+        return "estimate: unknown (no price set: --credits-per-task C)"
+    credits = creates * credits_per_task
+    return f"estimate: {credits:g} credits (about ${credits * 0.005:,.2f} at $0.005 a credit)"
+
+
 def dry_run_report(plan: Plan, console: Console, *, max_tasks: int | None,
                    credits_per_task: float | None) -> None:
     """What a run would do: nothing is sent or written to find it out."""
@@ -93,12 +101,8 @@ def dry_run_report(plan: Plan, console: Console, *, max_tasks: int | None,
                   f"{c[Step.KEEP_FAILED]} failed (left for retry), {c[Step.DAMAGED]} damaged in the ledger",
                   highlight=False)
     budget = f" (--max-tasks {max_tasks} of {plan.creates} needed)" if max_tasks is not None else ""
-    if credits_per_task is None:
-        cost = "estimate: unknown (no price set: --credits-per-task C)"
-    else:
-        credits = creates * credits_per_task
-        cost = f"estimate: {credits:g} credits (about ${credits * 0.005:,.2f} at $0.005 a credit)"
-    console.print(f"tasks that would be created: at most {creates}{budget}; {cost}", highlight=False)
+    console.print(f"tasks that would be created: at most {creates}{budget}; {estimate(creates, credits_per_task)}",
+                  highlight=False)
     console.print("nothing was sent and nothing was written", highlight=False)
 
 

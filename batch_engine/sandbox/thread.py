@@ -27,10 +27,19 @@ class SandboxThread:
         return self.sandbox
 
     def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.sandbox.stop(), self._loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
+
+    async def _stop(self) -> None:
+        """Stop the servers, then end what is left on the loop (a request handler of a client
+        killed mid-request), so that no task outlives its loop."""
+        await self.sandbox.stop()
+        rest = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` on the sandbox's loop (to change settings or read stats safely)."""

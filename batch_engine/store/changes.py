@@ -6,6 +6,7 @@ change. Nothing else writes a record, so what each event clears or keeps is said
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from batch_engine.states import State
@@ -50,11 +51,11 @@ def progressed(provider_state: str) -> Change:
     return Change("progressed", State.RUNNING, {"provider_state": provider_state})
 
 
-def generated(url: str, credits: float | None) -> Change:
+def generated(url: str, credits: Decimal | None) -> Change:
     """The task succeeded: its video is at `url`."""
     fields: dict[str, Any] = {"provider_state": "success", "result_url": url}
     if credits is not None:
-        fields["credits"] = credits
+        fields["credits"] = float(credits)
     return Change("generated", State.DOWNLOADING, fields)
 
 

@@ -77,15 +77,10 @@ def publish(part: Path, final: Path) -> None:
     fsync_dir(final.parent)
 
 
-def open_file(path: Path, flags: int, mode: int = 0o644) -> int:
-    """A descriptor of the regular file at `path`, never through a link (`inputs.open_regular`)."""
-    return open_regular(path, flags, mode)
-
-
 def append(path: Path, data: bytes) -> None:
     """Append `data` to the regular file at `path` (created if missing) in one write, not synced:
     for the folder's small logs of their own (uploads, durations)."""
-    fd = open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         os.write(fd, data)
     finally:

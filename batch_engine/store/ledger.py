@@ -21,9 +21,10 @@ from pathlib import Path
 
 import msgspec
 
+from batch_engine.inputs import open_regular
 from batch_engine.states import State, check_transition
 from batch_engine.store.changes import Change
-from batch_engine.store.folder import open_file, write_atomic
+from batch_engine.store.folder import write_atomic
 from batch_engine.store.item import Item, now_iso
 from batch_engine.store.replay import Replayed, replay
 
@@ -61,7 +62,7 @@ def read_ledger(out_dir: Path, *, missing_ok: bool = True) -> Replayed:
 def _open_to_read(path: Path) -> int | None:
     """A descriptor of the ledger to read (None: there is none yet); never through a link."""
     try:
-        return open_file(path, os.O_RDONLY)
+        return open_regular(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     except OSError as e:
@@ -127,7 +128,7 @@ class Ledger:
             self.items, self.damaged, self._kept = loaded.items, loaded.damaged, loaded.kept
             if not loaded.compact:
                 self._compact()
-            self._fd = open_file(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            self._fd = open_regular(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         except OSError as e:
             self.close()
             raise FolderUnusable(f"cannot use the output folder {self.out_dir}: {e.strerror or e}") from None
@@ -205,7 +206,7 @@ class Ledger:
 
     def _lock(self) -> None:
         try:
-            fd = open_file(self.out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+            fd = open_regular(self.out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT)
         except OSError as e:
             raise LedgerError(f"cannot use the lock file {self.out_dir / LOCK_NAME}: {e.strerror or e}"
                               " (a symbolic link, or anything but a file, there is refused: remove it)") from None

@@ -34,11 +34,6 @@ def part_file(partial_dir: Path, item_id: str, task_id: str) -> Path:
     return partial_dir / f"{item_id}.{hashlib.sha256(task_id.encode()).hexdigest()[:16]}.part"
 
 
-def ensure_dir(partial_dir: Path) -> None:
-    """`partial_dir` as a real folder of ours (a link or a file planted there is removed)."""
-    real_dir(partial_dir)
-
-
 def part_size(part: Path) -> int:
     """Bytes a download may resume after: only a plain file of this process's user with no other
     name (one the engine made); anything else at that name is removed and the download starts over."""
@@ -64,6 +59,7 @@ async def write_part(part: Path, start: int, chunks: AsyncIterator[bytes]) -> tu
     writes it and gives it its name in one thread job (`write_whole`): each trip to a thread
     costs about half a millisecond of CPU, and a catalog has many small files. If the stream
     breaks first, what came is written to the part, for a Range resume."""
+    real_dir(part.parent)  # a link or a file planted in place of the folder is removed
     digest = hashlib.sha256()
     head = await hash_file(part, digest) if start else b""
     size = start
