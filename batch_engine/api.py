@@ -16,6 +16,7 @@ The CLI is built on `execute` below.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -34,11 +35,18 @@ from batch_engine.exits import Exit
 from batch_engine.pipeline.plan import Plan, plan_manifest
 from batch_engine.pipeline.stats import RunStats
 from batch_engine.states import State, state_counts
-from batch_engine.store.ledger import Item, Ledger
-from batch_engine.store.videos import LocalVideos, VideoStore
+from batch_engine.store.bucket import BucketURL
+from batch_engine.store.lease import LEASE_SECONDS
+from batch_engine.store.ledger import FolderUnusable, Item, Ledger
+from batch_engine.store.metadata import INDEX_CSV, INDEX_JSONL, index_csv, index_jsonl, index_rows
+from batch_engine.store.output import Output, resolve_out
+from batch_engine.store.videos import StoreError, VideoStore
 
 if TYPE_CHECKING:  # the engine (and with it the HTTP stack) is imported only when there is work
     from batch_engine.pipeline.engine import Listen, Watch
+
+
+log = logging.getLogger(__name__)
 
 
 class BatchInputError(ValueError):
@@ -57,6 +65,7 @@ class BatchResult:
     refused: int | None = None         # the code when the provider refused the account
     left_by_budget: frozenset[str] = frozenset()  # ids left pending: --max-tasks was spent
     rate: str = ""                     # the create cap the run was told, N/Ws
+    out: str = ""                      # where the videos went, as named: a folder or a bucket URL
 
     # worked out once (a result is read several times: the summary, summary.json, the exit code)
     @cached_property
@@ -84,7 +93,8 @@ class BatchResult:
         """Counts, failures with reasons, credits and timings: what summary.json holds."""
         s = self.stats
         return {
-            "out_dir": os.path.abspath(self.out_dir), "counts": self.counts, "ok": self.ok, "rate": self.rate,
+            "out_dir": self.out if BucketURL.parse(self.out or "-") else os.path.abspath(self.out_dir),
+            "counts": self.counts, "ok": self.ok, "rate": self.rate,
             "exit_code": self.exit_code, "refused": self.refused,
             "left_by_budget": sorted(self.left_by_budget), "damaged": s.damaged,
             "failures": [{"id": i.id, "fail_code": i.fail_code, "fail_msg": i.fail_msg,
@@ -105,9 +115,11 @@ async def run_batch_async(manifest: str | os.PathLike[str] | None = None, *,
                           defaults: Mapping[str, Any] | None = None, api_key: str | None = None,
                           base_url: str | None = None, upload_url: str | None = None,
                           only: Iterable[str] | None = None, shard: tuple[int, int] | None = None,
-                          watch: Watch | None = None, **options: Any) -> BatchResult:
+                          watch: Watch | None = None, cache: str | os.PathLike[str] | None = None,
+                          **options: Any) -> BatchResult:
     """`api_key` defaults to KIE_API_KEY, `base_url` to KIE_BASE_URL or kie.ai's, `upload_url`
-    to KIE_UPLOAD_BASE_URL or kie.ai's upload host; `options` are the run options of
+    to KIE_UPLOAD_BASE_URL or kie.ai's upload host; `out` may be a bucket URL (s3://, gs://, az://;
+    `cache` is then the local folder of its ledger); `options` are the run options of
     `config.DEFAULTS` (rate="20/10s", max_tasks=..., poll_rate=..., task_timeout=minutes, ...)."""
     if "task_timeout_minutes" in options:  # the name earlier versions took
         options["task_timeout"] = options.pop("task_timeout_minutes")
@@ -118,7 +130,8 @@ async def run_batch_async(manifest: str | os.PathLike[str] | None = None, *,
     env = replace(env, api_key=(api_key or env.api_key).strip(), base_url=(base_url or env.base_url).strip(),
                   upload_url=(upload_url or env.upload_url).strip())
     try:
-        config = build_config(Path(out), options, env)
+        where, folder = resolve_out(str(out), str(cache) if cache is not None else None)
+        config = build_config(folder, options, env, out=where)
     except ValueError as e:
         raise BatchInputError([str(e)]) from None
     specs = load_specs(manifest, items, defaults)
@@ -160,15 +173,23 @@ def images_of(specs: Iterable[ItemSpec]) -> dict[str, LocalImage]:
 
 async def execute(config: Config, make_plan: Callable[[Ledger, VideoStore], Plan], *, watch: Watch | None = None,
                   images: Mapping[str, LocalImage] | None = None) -> BatchResult:
-    """Open and lock the folder's ledger, plan, run the plan, close: the core of `run` and `retry`.
-    A plan with nothing to send, fetch or change returns at once (`watch` is not called).
-    Raises LedgerError (folder unusable, or a write failed), CannotListen, or CancelledError."""
-    videos = LocalVideos(config.out_dir)
-    with Ledger(config.out_dir) as ledger:
-        plan = make_plan(ledger, videos)
+    """Open and lock the output's ledger, plan, run the plan, write the index, close: the core of
+    `run` and `retry`. A plan with nothing to send, fetch or change returns at once (`watch` is
+    not called). Raises LedgerError (output unusable, or a write failed), CannotListen, or
+    CancelledError."""
+    output = Output(config.out or str(config.out_dir), config.out_dir)
+    videos = output.videos()
+    # the lease is shortened with the time scale (tests, the demo), never below 3 s
+    async with output.open_ledger(videos, lease_seconds=max(3.0, LEASE_SECONDS * config.poll.scale)) as ledger:
+        try:
+            plan = await asyncio.to_thread(make_plan, ledger, videos)
+        except StoreError as e:
+            raise FolderUnusable(f"cannot use {output}: {e}") from None
         if plan.nothing_to_do:  # nothing to send: the HTTP stack is not even imported
-            return BatchResult(out_dir=config.out_dir, items=tuple(ledger.items[d.item_id] for d in plan.decisions),
-                               stats=RunStats(), rate=str(config.rate))
+            items = tuple(ledger.items[d.item_id] for d in plan.decisions)
+            await asyncio.to_thread(write_index, videos, ledger.items.values())
+            return BatchResult(out_dir=config.out_dir, items=items, stats=RunStats(), rate=str(config.rate),
+                               out=output.out)
         from batch_engine.pipeline.engine import run_plan
         from batch_engine.provider.kie import KieProvider
         async with KieProvider(config.base_url, config.api_key, user_agent=config.user_agent,
@@ -177,9 +198,20 @@ async def execute(config: Config, make_plan: Callable[[Ledger, VideoStore], Plan
                                callback_url=config.callback_url) as provider:
             run = await run_plan(config, ledger, plan, provider, videos, watch=watch, images=images,
                                  listen=_listener(config))
+        await asyncio.to_thread(write_index, videos, ledger.items.values())
     return BatchResult(out_dir=config.out_dir, items=tuple(run.items), stats=run.stats,
                        refused=_refused_code(run.control.refused),
-                       left_by_budget=frozenset(run.budget.left_out), rate=str(config.rate))
+                       left_by_budget=frozenset(run.budget.left_out), rate=str(config.rate), out=output.out)
+
+
+def write_index(videos: VideoStore, items: Iterable[Item]) -> None:
+    """index.csv and index.jsonl of every video, beside them; a failure is only logged."""
+    rows = index_rows(items, videos.where)
+    try:
+        videos.write(INDEX_CSV, index_csv(rows))
+        videos.write(INDEX_JSONL, index_jsonl(rows))
+    except StoreError as e:
+        log.warning("could not write the index: %s", e)
 
 
 def _listener(config: Config) -> Listen | None:

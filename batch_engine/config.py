@@ -61,7 +61,8 @@ class PollSettings:
 @dataclass(frozen=True, slots=True)
 class Config:
     api_key: str = field(repr=False)
-    out_dir: Path
+    out_dir: Path                            # the ledger's folder: --out, or a bucket's cache
+    out: str = ""                            # --out as named (a folder, or a bucket URL); "" for out_dir
     base_url: str = DEFAULT_BASE_URL
     upload_url: str = DEFAULT_UPLOAD_URL     # kie's file upload host, for local images
     rate: Rate = Rate(20, 10.0)
@@ -114,7 +115,7 @@ class Environment:
 
 
 def build_config(out_dir: Path, options: Mapping[str, Any], env: Environment, *,
-                 show_progress: bool = False) -> Config:
+                 show_progress: bool = False, out: str = "") -> Config:
     """The one way a Config is made: `options` by the names of DEFAULTS (missing ones take the
     default), the key and hosts from `env`. ValueError names the first thing wrong."""
     opts = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
@@ -134,7 +135,7 @@ def build_config(out_dir: Path, options: Mapping[str, Any], env: Environment, *,
         listen = parse_listen(opts["listen"] or f"127.0.0.1:{port or 8080}")
     elif opts["listen"]:
         raise ValueError("--listen needs --callback-url (the address kie.ai should call)")
-    return Config(api_key=key, out_dir=out_dir,
+    return Config(api_key=key, out_dir=out_dir, out=out or str(out_dir),
                   base_url=check_url("KIE_BASE_URL", env.base_url) if env.base_url else DEFAULT_BASE_URL,
                   upload_url=check_url("KIE_UPLOAD_BASE_URL", env.upload_url) if env.upload_url else DEFAULT_UPLOAD_URL,
                   rate=Rate.parse(str(opts["rate"])), max_tasks=max_tasks,

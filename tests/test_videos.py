@@ -13,7 +13,7 @@ def test_the_local_store_puts_lists_sets_aside_and_reads_back(tmp_path):
     part = tmp_path / "a.part"
     part.write_bytes(b"first")
     (tmp_path / "a.mp4").write_bytes(b"someone else's")
-    videos.put("a", part)
+    videos.put("a", part, "0" * 64)
     assert not part.exists() and (tmp_path / "a.mp4").read_bytes() == b"first"
     assert [p.read_bytes() for p in (tmp_path / ".replaced").iterdir()] == [b"someone else's"]
     assert list(videos.names()) == ["a"] and videos.sizes()["a.mp4"] == 5

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from batch_engine.catalog.bucket_images import is_bucket_url
 from batch_engine.catalog.images import LocalImage, check_image
 from batch_engine.catalog.models import ALL_FIELDS, MODELS, PRO, Model
 from batch_engine.config import check_url
@@ -121,6 +122,8 @@ def _image(fields: dict, url_key: str, file_key: str, label: str, problems: list
         if required:
             problems.append(f"{label}: image_url: missing (or give a local file as image:)")
         return ""
+    if is_bucket_url(url):
+        return str(url)  # checked with the other objects of the catalog (catalog.bucket_images)
     _check_url(url, f"{label}: {url_key}", problems)
     return url
 

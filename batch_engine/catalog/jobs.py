@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from batch_engine.catalog.bucket_images import is_bucket_url
 from batch_engine.inputs import read_input
 from batch_engine.text import clean
 
@@ -27,14 +28,14 @@ OPTIONS: dict[str, tuple[type, ...]] = {
     "rate": (str,), "max_tasks": (int,), "shard": (str,), "only": (str, list), "poll_rate": (int, float),
     "task_timeout": (int, float), "request_timeout": (int, float), "download_stall": (int, float),
     "callback_url": (str,), "listen": (str,), "notify": (str,), "log_json": (bool,),
-    "credits_per_task": (int, float), "quiet": (bool,),
+    "credits_per_task": (int, float), "quiet": (bool,), "cache": (str,),
 }
 
 
 @dataclass(frozen=True, slots=True)
 class Job:
     manifest: Path
-    out: Path
+    out: str  # a folder (relative to the job file), or a bucket URL
     options: dict[str, Any]
 
 
@@ -75,4 +76,7 @@ def load_job(path: Path, today: datetime.date | None = None) -> tuple[Job | None
         return None, ["out: the only placeholder is {date}"]
     options = {k: (",".join(map(str, v)) if k == "only" and isinstance(v, list) else v)
                for k, v in data.items() if k in OPTIONS}
-    return Job(path.parent / data["manifest"], path.parent / data["out"].replace("{date}", date), options), []
+    if "cache" in options:  # a folder, relative to the job file like the others
+        options["cache"] = str(path.parent / options["cache"].replace("{date}", date))
+    out = data["out"].replace("{date}", date)
+    return Job(path.parent / data["manifest"], out if is_bucket_url(out) else str(path.parent / out), options), []

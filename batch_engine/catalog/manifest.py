@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from batch_engine.catalog.bucket_images import bucket_image_problems, is_bucket_url
 from batch_engine.catalog.items import DEFAULT_KEYS, ItemSpec, did_you_mean, fingerprint, validate_item
 from batch_engine.catalog.tabular import read_catalog
 from batch_engine.catalog.yamlfile import YamlProblem, read_yaml
@@ -97,10 +98,13 @@ def validate_catalog(data: Any, path: Path, node: yaml.Node | None = None, *,
     located = [(f"item {pos}" + (f" (line {lines[pos - 1]})" if pos - 1 < len(lines) else ""), entry)
                for pos, entry in enumerate(items, start=1)] + located
     seen_images: dict = {}
+    in_buckets: list[tuple[str, str, str]] = []  # (where, field, url) of images in a bucket
     for where, entry in located:
         spec = validate_item(entry, defaults, where, problems, base=path.parent, seen_images=seen_images)
         if spec is None:
             continue
+        in_buckets += [(f"{where} {spec.id!r}", name, url) for name, url in
+                       (("image_url", spec.image_url), ("end_image_url", spec.end_image_url)) if is_bucket_url(url)]
         first = seen.setdefault(id_key(spec.id), (spec.id, where))
         if first[1] != where:
             case = "" if first[0] == spec.id else \
@@ -108,6 +112,7 @@ def validate_catalog(data: Any, path: Path, node: yaml.Node | None = None, *,
             problems.append(f"{where} {spec.id!r}: id: duplicate of {first[1]} {first[0]!r}{case}")
             continue
         specs.append(spec)
+    problems += bucket_image_problems(in_buckets)
     if problems:
         raise ManifestError(path, problems)
     return specs

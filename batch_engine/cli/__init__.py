@@ -97,6 +97,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="what one task costs, in credits, for the dry run's estimate")
     p.add_argument("--notify", metavar="URL",
                    help="POST summary.json here at the end (a chat or monitoring hook; a failure is only logged)")
+    p.add_argument("--cache", metavar="DIR",
+                   help="with a bucket --out: the local folder for its ledger and downloads "
+                        "(default ~/.cache/batch-engine/...; a fresh one resumes from the bucket)")
     p.add_argument("--log-json", action="store_true", help="log JSON lines instead of plain lines")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="log every retry and refresh")
@@ -111,7 +114,8 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="make a video for every item of a manifest or job file (resumes)")
     run.add_argument("manifest", help="a manifest, or a job file (manifest:, out:, options)")
-    run.add_argument("--out", help="output folder: videos and the ledger (a job file may give it)")
+    run.add_argument("--out", help="output folder, or a bucket URL (s3://, gs://, az://): videos and the "
+                     "ledger (a job file may give it)")
     run.add_argument("--only", metavar="ID,...", help="only these items of the catalog")
     run.add_argument("--shard", metavar="K/N", help="only the K-th of N shards (by a hash of each id: stable)")
     add_run_options(run)

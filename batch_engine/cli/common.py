@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from batch_engine.exits import Exit
+from batch_engine.store.output import Output, resolve_out
 from batch_engine.text import clean
 
 OK, SOME_FAILED, BAD_INPUT, REFUSED, INTERRUPTED, CLOSED_PIPE = (
@@ -22,3 +23,11 @@ def print_problems(console: Console, where: str, problems: list[str]) -> int:
     for problem in problems:
         console.print(f"  {clean(problem)}", markup=False, highlight=False)
     return BAD_INPUT
+
+
+def open_output(out: str, cache: str | None = None) -> Output:
+    """The output a command names: a folder, or a bucket URL (UsageError when it cannot be one)."""
+    try:
+        return Output(*resolve_out(out, cache))
+    except ValueError as e:
+        raise UsageError(str(e)) from None

@@ -12,25 +12,36 @@ from pathlib import Path
 from rich.console import Console
 
 from batch_engine.catalog.models import MODELS
-from batch_engine.cli.common import BAD_INPUT, OK, UsageError
+from batch_engine.cli.common import BAD_INPUT, OK, UsageError, open_output
 from batch_engine.cli.settings import config_from_args
 from batch_engine.config import Rate
 from batch_engine.ids import unsafe_id_reason
 from batch_engine.inputs import Unreadable, read_input
 from batch_engine.pipeline.plan import plan_redo
 from batch_engine.report.console import estimate
-from batch_engine.report.html import write_report
-from batch_engine.store.ledger import LEDGER_NAME, LedgerError, read_ledger
+from batch_engine.report.html import REPORT_NAME, render_report, write_report
+from batch_engine.store.ledger import LedgerError
+from batch_engine.store.output import Output
 from batch_engine.store.uploads import UploadBook
+from batch_engine.store.videos import StoreError
 from batch_engine.text import has_unsafe
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
-    out = _folder(args.out)
-    items = list(_items(out).values())
-    uploads = {sha: os.path.relpath(upload.path, out) for sha, upload in UploadBook(out).load().latest.items()}
-    path = write_report(out, items, uploads, _rate(out))
-    console.print(f"report: {path} ({len(items)} items); open it in a browser", highlight=False)
+    output = open_output(args.out)
+    items = list(_items(output).values())
+    if output.url is None:
+        out = output.folder
+        uploads = {sha: os.path.relpath(upload.path, out) for sha, upload in UploadBook(out).load().latest.items()}
+        path = write_report(out, items, uploads, _rate(out))
+        console.print(f"report: {path} ({len(items)} items); open it in a browser", highlight=False)
+        return OK
+    page = render_report(items, str(output), {}, None)
+    try:
+        output.videos().write(REPORT_NAME, page)
+    except (StoreError, LedgerError) as e:
+        raise UsageError(str(e)) from None
+    console.print(f"report: {output.out}/{REPORT_NAME} ({len(items)} items), beside the videos", highlight=False)
     return OK
 
 
@@ -54,9 +65,9 @@ def redo_ids(args: argparse.Namespace) -> list[str]:
 
 def check_redo(args: argparse.Namespace, console: Console) -> tuple[list[str], int | None]:
     """The ids to make again, or an exit code: refused input, or no confirmation."""
-    out = _folder(args.out)
+    output = open_output(args.out, getattr(args, "cache", None))
     ids = redo_ids(args)
-    known = _items(out)
+    known = _items(output)
     if args.prompt is not None:
         longest = min(MODELS[known[i].request.get("model", "")].prompt_max if known.get(i) and
                       known[i].request.get("model") in MODELS else 1500 for i in ids)
@@ -68,7 +79,7 @@ def check_redo(args: argparse.Namespace, console: Console) -> tuple[list[str], i
         raise UsageError(str(e)) from None
     n = plan.creates
     console.print(f"redo: {n} item(s) will be made again: {n} new task(s), paid again; their "
-                  f"current videos move to {out / '.replaced'}", highlight=False, markup=False)
+                  f"current videos move to {output.out}/.replaced", highlight=False, markup=False)
     if args.dry_run:
         try:
             config_from_args(args, terminal=False)  # every option is checked, as the redo would
@@ -90,18 +101,14 @@ def check_redo(args: argparse.Namespace, console: Console) -> tuple[list[str], i
     return ids, None
 
 
-def _folder(text: str) -> Path:
-    out = Path(text)
-    if not (out / LEDGER_NAME).exists():
-        raise UsageError(f"no ledger in {out} (looked for {out / LEDGER_NAME})")
-    return out
-
-
-def _items(out: Path) -> dict:
+def _items(output: Output) -> dict:
     try:
-        return read_ledger(out).items
+        loaded = output.read_ledger()
     except LedgerError as e:
         raise UsageError(str(e)) from None
+    if loaded is None:
+        raise UsageError(f"no ledger in {output} (run a manifest there first)")
+    return loaded.items
 
 
 def _rate(out: Path) -> Rate | None:

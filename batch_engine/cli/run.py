@@ -24,15 +24,19 @@ from batch_engine.api import BatchInputError, BatchResult, choose, execute, imag
 from batch_engine.catalog.images import LocalImage
 from batch_engine.catalog.jobs import Job, is_job_file, load_job
 from batch_engine.catalog.select import parse_shard
-from batch_engine.cli.common import OK, REFUSED, SOME_FAILED, UsageError, print_problems
+from batch_engine.cli.common import OK, REFUSED, SOME_FAILED, UsageError, open_output, print_problems
 from batch_engine.cli.settings import config_from_args
 from batch_engine.config import Config
 from batch_engine.errors import AccountRefused, CannotListen
 from batch_engine.pipeline.plan import Plan, plan_manifest, plan_redo, plan_retry
 from batch_engine.report.console import dry_run_report, summary, validation_report
+from batch_engine.store.bucket import BucketError
 from batch_engine.store.folder import write_atomic
-from batch_engine.store.ledger import LEDGER_NAME, FolderUnusable, Ledger, LedgerError, LedgerLocked, read_ledger
-from batch_engine.store.videos import LocalVideos, VideoStore
+from batch_engine.store.ledger import LEDGER_NAME, FolderUnusable, Ledger, LedgerError, LedgerLocked
+from batch_engine.store.mirror import LEDGER_DIR
+from batch_engine.store.output import Output
+from batch_engine.store.replay import Replayed
+from batch_engine.store.videos import StoreError, VideoStore
 
 if TYPE_CHECKING:
     from batch_engine.pipeline.engine import Run
@@ -90,7 +94,11 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_retry(args: argparse.Namespace, console: Console) -> int:
-    if not (Path(args.out) / LEDGER_NAME).exists():
+    try:
+        found = _output(args).read_ledger()
+    except LedgerError as e:
+        raise UsageError(str(e)) from None
+    if found is None:
         raise UsageError(f"no ledger in {args.out}: nothing to retry (run a manifest first)")
     if args.dry_run:
         return _dry_run(args, console, lambda known, damaged, files: plan_retry(known, files, damaged))
@@ -109,13 +117,14 @@ def _apply_job(args: argparse.Namespace, job: Job) -> None:
 
 def _dry_run(args: argparse.Namespace, console: Console, make_plan: Callable[..., Plan]) -> int:
     """The plan against the ledger as it stands (read without the lock): nothing sent or written."""
-    out = Path(args.out)
     try:
         config_from_args(args, terminal=False)  # every option is checked, as a run would
-        loaded = read_ledger(out)
-    except (ValueError, LedgerError) as e:
+        output = _output(args)
+        loaded = output.read_ledger() or Replayed()
+        files = output.videos().sizes()
+    except (ValueError, LedgerError, StoreError) as e:
         raise UsageError(str(e)) from None
-    plan = make_plan(loaded.items, loaded.damaged, LocalVideos(out).sizes())
+    plan = make_plan(loaded.items, loaded.damaged, files)
     dry_run_report(plan, console, max_tasks=args.max_tasks, credits_per_task=args.credits_per_task)
     unused = [flag for flag, value in (("--notify", args.notify), ("--callback-url", args.callback_url)) if value]
     if unused:
@@ -146,7 +155,7 @@ def _execute(args: argparse.Namespace, console: Console, make_plan: Callable[[Le
         raise KeyboardInterrupt  # reported once, by main
     summary(result, console, task_timeout=config.poll.task_timeout, secrets=(config.api_key,),
             credits_per_task=args.credits_per_task)
-    _write_summary(config.out_dir, result)
+    _write_summary(Output(config.out, config.out_dir), result)
     if args.notify:
         from batch_engine.provider.notify import post_json
         error = asyncio.run(post_json(args.notify, result.summary(), user_agent=config.user_agent))
@@ -168,8 +177,9 @@ async def _run_async(config: Config, make_plan: Callable[[Ledger, VideoStore], P
     async with AsyncExitStack() as stack:
         if args.sandbox:
             config = await _start_demo_sandbox(stack, config, console)
-        console.print(f"ledger: {config.out_dir / LEDGER_NAME}   rate: {config.rate}   "
-                      f"provider: {config.base_url}", highlight=False)
+        where = (f"{config.out}/{LEDGER_DIR} (cache: {config.out_dir})" if config.out != str(config.out_dir)
+                 else str(config.out_dir / LEDGER_NAME))
+        console.print(f"ledger: {where}   rate: {config.rate}   provider: {config.base_url}", highlight=False)
         async def watch(run: Run) -> None:  # only when there is work
             from batch_engine.report.live import live_display, progress_lines
             show = (lambda run: live_display(run, console)) if config.show_progress else progress_lines
@@ -205,12 +215,21 @@ async def _start_demo_sandbox(stack: AsyncExitStack, config: Config, console: Co
     return replace(config, base_url=sandbox.base_url, upload_url=sandbox.base_url, poll=poll)
 
 
-def _write_summary(out: Path, result: BatchResult) -> None:
-    """summary.json beside the videos, for monitors and the morning review; never fails the run."""
+def _output(args: argparse.Namespace) -> Output:
+    return open_output(args.out, getattr(args, "cache", None))
+
+
+def _write_summary(output: Output, result: BatchResult) -> None:
+    """summary.json beside the videos, for monitors and the morning review (for a bucket, in the
+    cache too, and the run's log beside it); never fails the run."""
+    data = json.dumps(result.summary(), indent=2).encode() + b"\n"
     try:
-        write_atomic(out / SUMMARY_NAME, json.dumps(result.summary(), indent=2).encode() + b"\n")
-    except OSError:
-        pass
+        write_atomic(output.folder / SUMMARY_NAME, data)
+        if output.url is not None:
+            output.videos().write(SUMMARY_NAME, data)
+            output.bucket().put_file(logs.LOG_NAME, output.folder / logs.LOG_NAME, {}, "text/plain")
+    except (OSError, StoreError, LedgerError, BucketError) as e:
+        log.warning("could not write %s: %s", SUMMARY_NAME, e)
 
 
 def _advice(code: int) -> str:

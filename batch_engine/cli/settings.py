@@ -7,10 +7,10 @@ import argparse
 import math
 import os
 from dataclasses import replace
-from pathlib import Path
 
 from batch_engine import logs
 from batch_engine.config import DEFAULTS, Config, Environment, build_config, check_url
+from batch_engine.store.output import resolve_out
 
 SANDBOX_KEY = "sandbox-key"
 
@@ -35,8 +35,9 @@ def config_from_args(args: argparse.Namespace, *, terminal: bool) -> Config:
         check_url("--notify", args.notify)
     if args.credits_per_task is not None and not (math.isfinite(args.credits_per_task) and args.credits_per_task >= 0):
         raise ValueError("--credits-per-task must be a number of credits, 0 or more")
-    config = build_config(Path(args.out), {name: getattr(args, name) for name in DEFAULTS}, env,
-                          show_progress=terminal and not args.quiet)
+    out, folder = resolve_out(args.out, getattr(args, "cache", None))
+    config = build_config(folder, {name: getattr(args, name) for name in DEFAULTS}, env,
+                          show_progress=terminal and not args.quiet, out=out)
     for secret in env.secrets:
         logs.redact(secret)
     return config

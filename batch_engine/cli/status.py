@@ -5,31 +5,33 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import msgspec
 from rich.console import Console
 
-from batch_engine.cli.common import OK, UsageError
+from batch_engine.cli.common import OK, UsageError, open_output
 from batch_engine.cli.settings import secrets_from_env
 from batch_engine.report.status import status_rows, status_view
 from batch_engine.states import state_counts
-from batch_engine.store.ledger import LedgerError, read_ledger
-from batch_engine.store.videos import LocalVideos
+from batch_engine.store.ledger import LedgerError
 
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
-    out = Path(args.out)
+    output = open_output(args.out)
     secrets = secrets_from_env()
     try:
-        items = list(read_ledger(out, missing_ok=False).items.values())
-    except LedgerError as e:  # none there, a link, unreadable
+        loaded = output.read_ledger()
+        videos = output.videos()
+    except LedgerError as e:  # a link, unreadable, a bucket that refuses
         raise UsageError(str(e)) from None
+    if loaded is None:
+        raise UsageError(f"no ledger in {output} (run a manifest there first)")
+    items = list(loaded.items.values())
     if args.json:
-        _write_json(status_rows(LocalVideos(out), items, secrets), state_counts(item.state for item in items))
+        _write_json(status_rows(videos, items, secrets), state_counts(item.state for item in items))
     else:
-        status_view(out, items, Console(), secrets=secrets)
+        status_view(output.out, items, Console(), secrets=secrets)
     return OK
 
 

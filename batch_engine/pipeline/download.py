@@ -24,8 +24,9 @@ from batch_engine.provider.base import Provider
 from batch_engine.store import changes
 from batch_engine.store.item import video_name
 from batch_engine.store.ledger import Item, Ledger
+from batch_engine.store.metadata import encode_metadata, metadata_name, video_metadata
 from batch_engine.store.partial import hash_file, part_file, part_size, write_part, write_whole
-from batch_engine.store.videos import VideoStore
+from batch_engine.store.videos import StoreError, VideoStore
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,11 @@ class Downloader:
             had = part_size(self._part(item))
             try:
                 size, digest = await self._fetch(item, url)
+            except StoreError as e:  # the part stays: `retry` puts it again without a download
+                self.ledger.apply(item, changes.failed("store_failed", f"{e}; `batch-engine retry` puts it again "
+                                                       "from the local copy", retryable=True))
+                self.control.item_done()
+                return
             except KieError as e:
                 step, failures = after_download_error(e, progressed=part_size(self._part(item)) > had,
                                                       failures=failures)
@@ -123,6 +129,7 @@ class Downloader:
                 continue
             self.ledger.apply(item, changes.succeeded(size, digest, video_name(item.id)))
             self.progress.stats.bytes_downloaded += size
+            await asyncio.to_thread(self._describe, item, size, digest)
             self.control.item_done()
             return
         self.ledger.apply(item, changes.failed("download_failed", f"download failed {tries} times: {last}; "
@@ -130,12 +137,20 @@ class Downloader:
                                                retryable=True))
         self.control.item_done()
 
-    def _publish(self, item: Item, part: Path, whole: bytes | None = None) -> None:
+    def _publish(self, item: Item, part: Path, whole: bytes | None, sha256: str) -> None:
         """Hand the verified video to the store (`whole`: its bytes, not yet written: written to
         the part first, in the same thread job)."""
         if whole is not None:
             write_whole(part, 0, whole)
-        self.videos.put(item.id, part)
+        self.videos.put(item.id, part, sha256)
+
+    def _describe(self, item: Item, size: int, sha256: str) -> None:
+        """`<id>.json` beside the video; a failure is only logged (the index still has its row)."""
+        card = video_metadata(item, self.videos.where(item.id), size, sha256)
+        try:
+            self.videos.write(metadata_name(item.id), encode_metadata(card))
+        except StoreError as e:
+            log.warning("item %s: could not write its metadata: %s", item.id, e)
 
     def _part(self, item: Item) -> Path:
         return part_file(self.partial_dir, item.id, item.task_id or "")
@@ -160,5 +175,5 @@ class Downloader:
             if whole is None:
                 await aiofiles.os.remove(part)
             raise
-        await asyncio.to_thread(self._publish, item, part, whole)
+        await asyncio.to_thread(self._publish, item, part, whole, digest.hexdigest())
         return size, digest.hexdigest()

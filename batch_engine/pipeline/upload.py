@@ -9,16 +9,19 @@ the ledger keeps the placeholder: an upload's URL expires, the item's identity d
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from batch_engine.catalog.images import UPLOAD_PREFIX, LocalImage, read_image
+from batch_engine.catalog.bucket_images import IMAGE_FIELDS, is_bucket_url
+from batch_engine.catalog.images import MAX_IMAGE_BYTES, UPLOAD_PREFIX, LocalImage, image_kind, read_image
 from batch_engine.errors import Transient, UploadProblem
 from batch_engine.pacing.policy import UPLOAD
 from batch_engine.provider.base import Provider
+from batch_engine.store.bucket import BucketError, BucketURL, object_bucket
 from batch_engine.store.ledger import Item
 from batch_engine.store.uploads import Upload, UploadBook
 
@@ -41,13 +44,32 @@ class Uploader:
     async def body_for(self, item: Item) -> dict[str, Any]:
         """The create body of `item` with every upload placeholder replaced by a URL."""
         inp = item.request.get("input", {})
-        if not any(isinstance(v, str) and v.startswith(UPLOAD_PREFIX) for v in inp.values()):
+        if not any(isinstance(v, str) and (v.startswith(UPLOAD_PREFIX) or is_bucket_url(v)) for v in inp.values()):
             return item.request
         resolved = {}
         for key, value in inp.items():
-            is_upload = isinstance(value, str) and value.startswith(UPLOAD_PREFIX)
-            resolved[key] = await self.url_for(value[len(UPLOAD_PREFIX):]) if is_upload else value
+            if isinstance(value, str) and value.startswith(UPLOAD_PREFIX):
+                resolved[key] = await self.url_for(value[len(UPLOAD_PREFIX):])
+            elif key in IMAGE_FIELDS and is_bucket_url(value):
+                resolved[key] = await self.url_for_object(value)
+            else:
+                resolved[key] = value
         return {**item.request, "input": resolved}
+
+    async def url_for_object(self, url: str) -> str:
+        """An image in a bucket: read (whole, checked), then uploaded like a local file, once per
+        content. kie gets the upload's URL, never the bucket's or a presigned one."""
+        async with self._locks.setdefault(url, asyncio.Lock()):
+            data = await asyncio.to_thread(_read_object, url)
+            sha256 = hashlib.sha256(data).hexdigest()
+            fresh = self.book.fresh(sha256)
+            if fresh is not None:
+                return fresh.url
+            kind = image_kind(data) or "jpeg"
+            uploaded = await self._send(data, f"{sha256[:32]}.{'jpg' if kind == 'jpeg' else kind}", url)
+            self.book.record(Upload(sha256, url, uploaded, time.time()))
+            log.info("uploaded %s (%d bytes)", url, len(data))
+            return uploaded
 
     async def url_for(self, sha256: str) -> str:
         async with self._locks.setdefault(sha256, asyncio.Lock()):
@@ -55,20 +77,23 @@ class Uploader:
             if fresh is not None:
                 return fresh.url
             data, image = await asyncio.to_thread(self._read, sha256)
-            failures = 0
-            while True:
-                try:
-                    url = await self.provider.upload(data, image.upload_name)
-                    break
-                except Transient as e:
-                    failures += 1
-                    if UPLOAD.exhausted(failures):
-                        raise UploadProblem(f"uploading {image.path.name} failed {failures} times: {e.message} "
-                                            "(KIE_UPLOAD_BASE_URL sets the upload host)", code="upload_failed") from None
-                    await asyncio.sleep(UPLOAD.delay(failures, self.scale))
+            url = await self._send(data, image.upload_name, image.path.name)
             self.book.record(Upload(sha256, str(image.path), url, time.time()))
             log.info("uploaded %s (%d bytes)", image.path.name, image.size)
             return url
+
+    async def _send(self, data: bytes, name: str, label: str) -> str:
+        """Upload with retries (`pacing.policy.UPLOAD`); the upload's URL."""
+        failures = 0
+        while True:
+            try:
+                return await self.provider.upload(data, name)
+            except Transient as e:
+                failures += 1
+                if UPLOAD.exhausted(failures):
+                    raise UploadProblem(f"uploading {label} failed {failures} times: {e.message} "
+                                        "(KIE_UPLOAD_BASE_URL sets the upload host)", code="upload_failed") from None
+                await asyncio.sleep(UPLOAD.delay(failures, self.scale))
 
     def _read(self, sha256: str) -> tuple[bytes, LocalImage]:
         """The bytes of the file with this content: as the manifest named it, or (for `retry`)
@@ -83,3 +108,19 @@ class Uploader:
                                 "planned: run the manifest again (an edited image makes the item anew)",
                                 code="image_changed")
         return found
+
+
+def _read_object(text: str) -> bytes:
+    """The whole image at a bucket URL, checked by its structure (it may have changed since the
+    catalog was checked)."""
+    try:
+        url = BucketURL.parse(text)
+        assert url is not None
+        bucket, key = object_bucket(url)
+        data = bucket.read(key, MAX_IMAGE_BYTES)
+    except (BucketError, ValueError) as e:
+        raise UploadProblem(f"its image cannot be read: {e}", code="image_unreadable") from None
+    if data is None or image_kind(data) is None:
+        raise UploadProblem(f"its image {text} is gone or is not a whole JPEG, PNG or WebP image",
+                            code="image_changed")
+    return data

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def summary(result: BatchResult, console: Console, *, task_timeout: float,
             secrets: tuple[str, ...] = (), credits_per_task: float | None = None) -> None:
-    s, items, out = result.stats, list(result.items), result.out_dir
+    s, items, out = result.stats, list(result.items), result.out or str(result.out_dir)
     console.print(_counts_line(items))
     facts = [f"{s.creates_sent} creates sent", f"{s.rate_limited} answered 429", f"{s.polls} polls",
              f"{_size(s.bytes_downloaded)} downloaded"]

@@ -127,10 +127,14 @@ def generation_seconds(item: Item) -> float | None:
     return ended - began if began is not None and ended is not None and ended >= began else None
 
 
+def render_report(items: list[Item], where: str, uploads: Mapping[str, str], rate: Rate | None) -> bytes:
+    """The page, for the output at `where` (a folder's absolute path, or a bucket URL)."""
+    return render(items, folder=where, uploads=uploads, rate=rate,
+                  generated=datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")).encode()
+
+
 def write_report(out_dir: Path, items: list[Item], uploads: Mapping[str, str], rate: Rate | None) -> Path:
-    page = render(items, folder=os.path.abspath(out_dir), uploads=uploads, rate=rate,
-                  generated=datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"))
-    write_atomic(out_dir / REPORT_NAME, page.encode())
+    write_atomic(out_dir / REPORT_NAME, render_report(items, os.path.abspath(out_dir), uploads, rate))
     return out_dir / REPORT_NAME
 
 

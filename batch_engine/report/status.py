@@ -10,7 +10,6 @@ import statistics
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -78,7 +77,7 @@ class Overview:
                 self.slowest = (ended - began, b.id)
 
 
-def status_view(out_dir: Path, items: Iterable[Item], console: Console, *, limit: int = 100,
+def status_view(out: str | os.PathLike[str], items: Iterable[Item], console: Console, *, limit: int = 100,
                 secrets: tuple[str, ...] = ()) -> None:
     g = Overview(limit, secrets)
     for item in items:
@@ -98,7 +97,8 @@ def status_view(out_dir: Path, items: Iterable[Item], console: Console, *, limit
                       f"({escape(clean(g.slowest[1]))}){rate}", highlight=False)
     if g.credits:
         console.print(f"credits: {sum(g.credits):g} spent on {len(g.credits)} task(s) (as the provider reports)")
-    console.print(f"videos in {escape(os.path.abspath(out_dir))}: {g.states[State.SUCCEEDED]} file(s), "
+    where = str(out) if "://" in str(out) else os.path.abspath(out)
+    console.print(f"videos in {escape(clean(where))}: {g.states[State.SUCCEEDED]} file(s), "
                   f"{g.video_bytes / 1e6:.1f} MB", highlight=False)
     not_done = g.total - g.states[State.SUCCEEDED]
     if not_done:
