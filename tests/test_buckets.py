@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import signal
 import struct
 import time
@@ -157,7 +158,8 @@ def test_kill_9_then_a_fresh_machine_pays_again_only_for_the_last_seconds(serve,
     proc = start_cli("run", str(manifest), "--out", url, "--cache", str(tmp_path / "doomed"), "--rate", "10/1s",
                      *FAST, env=env)
     try:
-        wait_for(lambda: served.read(lambda s: len(s.stats.creates)) >= 30, timeout=60)
+        wait_for(lambda: served.read(lambda s: len(s.stats.creates)) >= 25, timeout=60)
+        time.sleep(random.uniform(0.0, 1.0))  # the kill's moment, at any phase of the ledger's sending
     finally:
         killed_at = time.monotonic()  # the sandbox's clock
         stop(proc, signal.SIGKILL)
@@ -169,7 +171,8 @@ def test_kill_9_then_a_fresh_machine_pays_again_only_for_the_last_seconds(serve,
     again = {key for key, n in per_item.items() if n > 1}
     first_create = {c["key"]: c["time"] for c in reversed(before)}
     ages = sorted(killed_at - first_create[key] for key in again)
-    print(f"\nkill -9 after {len(before)} creates: {len(again)} created again, "
+    last_second = sum(1 for c in before if killed_at - c["time"] <= 1.0)
+    print(f"\nkill -9 after {len(before)} creates ({last_second} in its last second): {len(again)} created again, "
           f"each first created {ages[0] if ages else 0:.2f}-{ages[-1] if ages else 0:.2f} s before the kill")
     assert all(age <= 2.5 for age in ages), ages  # only the tasks of the last seconds are paid again
     assert len(per_item) == 60 and len(after) - len(before) <= 60 - len(before) + len(again)

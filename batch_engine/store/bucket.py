@@ -11,6 +11,7 @@ never read from a manifest and never appear in a message (an error names the buc
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from typing import Any, BinaryIO
 from batch_engine.text import clean
 
 SCHEMES = {"s3": "S3", "gs": "GCS", "az": "Azure"}
+_BUCKET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
 MULTIPART_CHUNK = 8 * 1024 * 1024  # bytes a part of a multipart upload holds
 
 
@@ -50,6 +52,8 @@ class BucketURL:
             raise ValueError(f"{clean(text)!r}: a bucket URL holds no white space, backslash or control character")
         if not bucket or "@" in bucket or ":" in bucket or "?" in text or "#" in text:
             raise ValueError(f"{clean(text)!r} is not {scheme}://BUCKET/PREFIX (no user, port, query or fragment)")
+        if not _BUCKET_NAME.fullmatch(bucket):
+            raise ValueError(f"{clean(text)!r}: {clean(bucket)!r} is not a bucket name (letters, digits, '.', '-', '_')")
         parts = [p for p in prefix.split("/") if p]
         if any(p in (".", "..") for p in parts):
             raise ValueError(f"{clean(text)!r}: a bucket prefix has no '.' or '..' part")

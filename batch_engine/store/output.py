@@ -119,34 +119,48 @@ async def _mirrored(output: Output, bucket: Bucket, lease: Lease) -> AsyncIterat
         await asyncio.to_thread(mirror.pull)
     except (BucketError, OSError) as e:
         raise FolderUnusable(f"cannot read the ledger in {output.out}: {e}") from None
-    with Ledger(output.folder) as ledger:
-        try:
-            await asyncio.to_thread(mirror.begin)
-        except BucketError as e:
-            raise FolderUnusable(f"cannot write the ledger in {output.out}: {e}") from None
-        run = asyncio.current_task()
-        lost: list[LeaseLost] = []
-        keeper = asyncio.create_task(_keep(mirror, lease, run, lost))
-        try:
-            yield ledger
-        except asyncio.CancelledError:
-            if lost and run is not None and run.uncancel() == 0:
-                raise LedgerError(f"{lost[0]}; this run stopped sending (its ledger is in the bucket)") from None
-            raise
-        finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
-            try:
-                await asyncio.to_thread(mirror.sync)
-            except BucketError as e:
-                mirror.keep_unsent()
-                log.error("the ledger's last lines could not be sent to %s (%s); they are kept in %s and "
-                          "sent by the next run with --cache %s", output.out, e, output.folder, output.folder)
+    begun = False
     try:
-        await asyncio.to_thread(mirror.end)
-    except BucketError as e:  # the segments hold every line: the snapshot can wait
-        log.warning("could not write the ledger's snapshot to %s (%s); its lines are all there", output.out, e)
+        with Ledger(output.folder) as ledger:
+            try:
+                await asyncio.to_thread(mirror.begin)
+            except BucketError as e:
+                raise FolderUnusable(f"cannot write the ledger in {output.out}: {e}") from None
+            begun = True
+            async with _kept(mirror, lease, output) as lost:
+                try:
+                    yield ledger
+                except asyncio.CancelledError:
+                    run = asyncio.current_task()
+                    if lost and run is not None and run.uncancel() == 0:
+                        raise LedgerError(f"{lost[0]}; this run stopped sending (its ledger is in the bucket)") from None
+                    raise
+    finally:  # also when interrupted: the next run reads one snapshot, with the folder's hints
+        if begun:
+            try:
+                await asyncio.to_thread(mirror.end)
+            except BucketError as e:  # the segments hold every line: the snapshot can wait
+                log.warning("could not write the ledger's snapshot to %s (%s); its lines are all there", output.out, e)
+
+
+@contextlib.asynccontextmanager
+async def _kept(mirror: Mirror, lease: Lease, output: Output) -> AsyncIterator[list[LeaseLost]]:
+    """While the body runs: the ledger sent every second and the lease renewed (`_keep`); after
+    it, the last lines sent, or kept in the cache when the bucket will not take them."""
+    lost: list[LeaseLost] = []
+    keeper = asyncio.create_task(_keep(mirror, lease, asyncio.current_task(), lost))
+    try:
+        yield lost
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        try:
+            await asyncio.to_thread(mirror.sync)
+        except BucketError as e:
+            mirror.keep_unsent()
+            log.error("the ledger's last lines could not be sent to %s (%s); they are kept in %s and "
+                      "sent by the next run with --cache %s", output.out, e, output.folder, output.folder)
 
 
 async def _keep(mirror: Mirror, lease: Lease, run: asyncio.Task | None, lost: list[LeaseLost]) -> None:
