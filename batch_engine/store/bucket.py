@@ -22,7 +22,6 @@ from batch_engine.text import clean
 
 SCHEMES = {"s3": "S3", "gs": "GCS", "az": "Azure"}
 _BUCKET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
-MULTIPART_CHUNK = 8 * 1024 * 1024  # bytes a part of a multipart upload holds
 
 
 class BucketError(Exception):
@@ -176,14 +175,17 @@ class Bucket:
         return done["e_tag"]
 
     def put_file(self, name: str, path: Path, metadata: Mapping[str, str], content_type: str) -> None:
-        """Stream a file into the bucket (multipart when it is large): visible whole or not at all."""
+        """Stream a file into the bucket (the library's multipart put for a large one, its parts sent
+        side by side): visible whole or not at all."""
         import obstore
+        if not path.is_file():
+            raise BucketError(f"cannot read {path}: not a file")
         try:
-            with open(path, "rb") as f:
-                obstore.put(self._store, name, f, chunk_size=MULTIPART_CHUNK, max_concurrency=4,
-                            attributes={"Content-Type": content_type, **metadata})
+            obstore.put(self._store, name, path, attributes={"Content-Type": content_type, **metadata})
         except OSError as e:
-            raise BucketError(f"cannot read {path}: {e.strerror or e}") from None
+            if _kind(e) == "unavailable":
+                raise BucketError(f"cannot read {path}: {e.strerror or e}") from None
+            raise self._error(e, name) from None
         except Exception as e:
             raise self._error(e, name) from None
 
