@@ -17,8 +17,10 @@ from typing import Any
 
 from aiohttp import web
 
+from batch_engine.sandbox.media import video_chunks
+
 FTYP = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
-VIDEO = FTYP + bytes(range(256)) * 64  # 16 KB that pass the engine's checks
+VIDEO = b"".join(video_chunks("hostile", 16 * 1024, 0))  # 16 KB that decode: a clip, then a free box
 
 
 def ok(data: Any) -> tuple[int, dict]:

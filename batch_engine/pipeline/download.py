@@ -17,14 +17,15 @@ from pathlib import Path
 import aiofiles.os
 
 from batch_engine.errors import AccountRefused, BadVideo, KieError, RangeNotSatisfiable
+from batch_engine.media.probe import Probe, Undecodable, mismatches, probe
 from batch_engine.pacing.policy import DOWNLOAD
 from batch_engine.pipeline.context import Control, Progress
 from batch_engine.pipeline.outcomes import AfterDownload, after_download_error, download_exhausted
 from batch_engine.provider.base import Provider
 from batch_engine.store import changes
-from batch_engine.store.item import video_name
+from batch_engine.store.item import Media, video_name
 from batch_engine.store.ledger import Item, Ledger
-from batch_engine.store.metadata import encode_metadata, metadata_name, video_metadata
+from batch_engine.store.metadata import encode_metadata, metadata_name, poster_name, video_metadata
 from batch_engine.store.partial import hash_file, part_file, part_size, write_part, write_whole
 from batch_engine.store.videos import StoreError, VideoStore
 
@@ -98,18 +99,28 @@ class Downloader:
     async def download(self, item: Item) -> None:
         """Fetch until the video is verified, or the tries run out (`outcomes.download_exhausted`)."""
         url = item.result_url or ""
-        last, failures, tries = "no attempt", 0, 0
+        last, failures, tries, undecodable = "no attempt", 0, 0, 0
         while not download_exhausted(failures, tries, self.attempts):
             tries += 1
             had = part_size(self._part(item))
             try:
-                size, digest = await self._fetch(item, url)
+                size, digest, found = await self._fetch(item, url)
             except StoreError as e:  # the part stays: `retry` puts it again without a download
                 self.ledger.apply(item, changes.failed("store_failed", f"{e}; `batch-engine retry` puts it again "
                                                        "from the local copy", retryable=True))
                 self.control.item_done()
                 return
             except KieError as e:
+                if isinstance(e, BadVideo) and e.code == "bad_video":
+                    undecodable += 1
+                    if undecodable > 1:  # fetched again once: the task's video is bad, not the transfer
+                        self.ledger.apply(item, changes.failed("bad_video", f"{e.message}, fetched twice; "
+                                                               "`batch-engine retry` makes it again (a new, paid task)",
+                                                               retryable=False))
+                        self.control.item_done()
+                        return
+                    log.warning("item %s: %s; fetching it again", item.id, e.message)
+                    continue
                 step, failures = after_download_error(e, progressed=part_size(self._part(item)) > had,
                                                       failures=failures)
                 last = e.message
@@ -127,9 +138,11 @@ class Downloader:
                     log.info("item %s: download try %d failed: %s", item.id, tries, e.message)
                 await asyncio.sleep(DOWNLOAD.delay(failures, self.scale))
                 continue
-            self.ledger.apply(item, changes.succeeded(size, digest, video_name(item.id)))
+            media = Media(found.duration, found.width, found.height, found.codec, found.fps)
+            self.ledger.apply(item, changes.succeeded(size, digest, video_name(item.id), media,
+                                                      mismatches(item.request, found)))
             self.progress.stats.bytes_downloaded += size
-            await asyncio.to_thread(self._describe, item, size, digest)
+            await asyncio.to_thread(self._describe, item, size, digest, found.poster)
             self.control.item_done()
             return
         self.ledger.apply(item, changes.failed("download_failed", f"download failed {tries} times: {last}; "
@@ -137,17 +150,26 @@ class Downloader:
                                                retryable=True))
         self.control.item_done()
 
-    def _publish(self, item: Item, part: Path, whole: bytes | None, sha256: str) -> None:
-        """Hand the verified video to the store (`whole`: its bytes, not yet written: written to
-        the part first, in the same thread job)."""
+    def _publish(self, item: Item, part: Path, whole: bytes | None, sha256: str) -> Probe:
+        """Decode the video's first second, then hand it to the store (`whole`: its bytes, not
+        yet written: written to the part first, in the same thread job). One that does not decode
+        is removed (BadVideo "bad_video")."""
         if whole is not None:
             write_whole(part, 0, whole)
+        try:
+            found = probe(part)
+        except Undecodable as e:
+            part.unlink(missing_ok=True)
+            raise BadVideo(f"the video {e}", code="bad_video") from None
         self.videos.put(item.id, part, sha256)
+        return found
 
-    def _describe(self, item: Item, size: int, sha256: str) -> None:
-        """`<id>.json` beside the video; a failure is only logged (the index still has its row)."""
+    def _describe(self, item: Item, size: int, sha256: str, poster: bytes) -> None:
+        """`<id>.json` and the poster beside the video; a failure is only logged (the index still
+        has its row)."""
         card = video_metadata(item, self.videos.where(item.id), size, sha256)
         try:
+            self.videos.write(poster_name(item.id), poster)
             self.videos.write(metadata_name(item.id), encode_metadata(card))
         except StoreError as e:
             log.warning("item %s: could not write its metadata: %s", item.id, e)
@@ -155,7 +177,7 @@ class Downloader:
     def _part(self, item: Item) -> Path:
         return part_file(self.partial_dir, item.id, item.task_id or "")
 
-    async def _fetch(self, item: Item, url: str) -> tuple[int, str]:
+    async def _fetch(self, item: Item, url: str) -> tuple[int, str, Probe]:
         part = self._part(item)
         have = part_size(part)
         try:
@@ -175,5 +197,5 @@ class Downloader:
             if whole is None:
                 await aiofiles.os.remove(part)
             raise
-        await asyncio.to_thread(self._publish, item, part, whole, digest.hexdigest())
-        return size, digest.hexdigest()
+        found = await asyncio.to_thread(self._publish, item, part, whole, digest.hexdigest())
+        return size, digest.hexdigest(), found

@@ -128,7 +128,10 @@ def plan_redo(known: Mapping[str, Item], ids: Sequence[str], prompt: str | None 
 
 
 def retry_step(item: Item) -> Step:
-    """What `retry` does with a failed item: a task that succeeded is never created again."""
+    """What `retry` does with a failed item: a task that succeeded is never created again, unless
+    its video did not decode when fetched twice (`bad_video`: the retry is the request to pay)."""
+    if item.fail_code == "bad_video":
+        return Step.REOPEN_CREATE
     if item.task_id and item.result_url:
         return Step.REOPEN_DOWNLOAD
     if item.task_id and item.provider_state == TaskState.SUCCESS:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -31,7 +32,8 @@ def status_rows(videos: VideoStore, items: Iterable[Item], secrets: tuple[str, .
                "fail_msg": clean(b.fail_msg, secrets) if b.fail_msg is not None else None,
                "video": videos.where(b.id) if b.video and b.state == State.SUCCEEDED else None,
                "bytes": b.size, "sha256": b.sha256, "attempts": b.attempts or 0, "retryable": b.retryable,
-               "credits": b.credits, "provider_state": b.provider_state, "updated_at": b.updated_at}
+               "credits": b.credits, "provider_state": b.provider_state, "updated_at": b.updated_at,
+               "media": msgspec.to_builtins(b.media) if b.media is not None else None, "flags": b.flags or []}
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import struct
 from collections.abc import Iterator
 from importlib import resources
 from typing import Any
@@ -28,17 +29,20 @@ def clip_for(task_id: str) -> bytes:
 _CLIPS: dict[str, bytes] = {}
 
 
-def video_chunks(task_id: str, size: int, start: int, *, clip: bool = False) -> Iterator[bytes]:
-    """The bytes of a task's video from `start`: its clip, or an ftyp box then seeded noise,
-    block by block (any size, for tests of big files)."""
+def video_chunks(task_id: str, size: int, start: int, *, clip: bool = False, decodable: bool = True) -> Iterator[bytes]:
+    """The bytes of a task's video from `start`: its clip; or, at any size (tests of big files),
+    its clip then a `free` box of seeded noise, block by block: a video that decodes. Not
+    `decodable`: an ftyp box then the noise, an MP4's first bytes and nothing that plays."""
     if clip:
         yield clip_for(task_id)[start:]
         return
-    body_size = size - len(FTYP)
-    if start < len(FTYP):
-        yield FTYP[start:]
-        start = len(FTYP)
-    offset = start - len(FTYP)
+    head = clip_for(task_id)
+    head = head + struct.pack(">I", size - len(head)) + b"free" if decodable and size >= len(head) + 8 else FTYP
+    body_size = size - len(head)
+    if start < len(head):
+        yield head[start:]
+        start = len(head)
+    offset = start - len(head)
     block = offset // BLOCK
     while block * BLOCK < body_size:
         data = random.Random(f"{task_id}:{block}").randbytes(min(BLOCK, body_size - block * BLOCK))

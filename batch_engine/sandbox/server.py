@@ -37,6 +37,7 @@ class _Task:
     duration: float
     fails: bool
     size: int
+    undecodable: bool = False   # its video has an MP4's first bytes and does not decode
 
 
 class Sandbox:
@@ -91,7 +92,9 @@ class Sandbox:
     def expected_video(self, task_id: str) -> tuple[int, str]:
         """(size, sha256) of the video the file host serves for `task_id`."""
         digest = hashlib.sha256()
-        for chunk in video_chunks(task_id, self.tasks[task_id].size, 0, clip=self.settings.clips):
+        task = self.tasks[task_id]
+        for chunk in video_chunks(task_id, task.size, 0, clip=self.settings.clips and not task.undecodable,
+                                  decodable=not task.undecodable):
             digest.update(chunk)
         return self.tasks[task_id].size, digest.hexdigest()
 
@@ -165,7 +168,8 @@ class Sandbox:
         self.tasks[task_id] = _Task(task_id, body, now, self._rng.uniform(low, high),
                                     self._rng.random() < self.settings.fail_rate,
                                     len(clip_for(task_id)) if self.settings.clips else
-                                    self.settings.video_bytes + self._rng.randrange(0, 4096))
+                                    self.settings.video_bytes + self._rng.randrange(0, 4096),
+                                    self._roll(self.settings.faults.bad_video))
         self.stats.creates.append({"time": now, "task_id": task_id, "key": item_key(body)})
         if isinstance(body.get("callBackUrl"), str):
             callback = asyncio.ensure_future(self._callback(self.tasks[task_id], body["callBackUrl"]))
@@ -288,7 +292,8 @@ class Sandbox:
         await response.prepare(request)
         cut_at = start + (task.size - start) // 2 if self._roll(self.settings.faults.truncate) else None
         sent = start
-        for chunk in video_chunks(task.task_id, task.size, start, clip=self.settings.clips):
+        for chunk in video_chunks(task.task_id, task.size, start, clip=self.settings.clips and not task.undecodable,
+                                  decodable=not task.undecodable):
             if cut_at is not None and sent + len(chunk) > cut_at:
                 await response.write(chunk[: max(cut_at - sent, 0)])
                 self.stats.faults["truncate"] += 1

@@ -26,6 +26,7 @@ class Faults:
     extra_state: float = 0.0        # in-progress tasks reported in an undocumented state
     truncate: float = 0.0           # result downloads cut off mid-stream
     error_page: float = 0.0         # result downloads answered 200 with an HTML page
+    bad_video: float = 0.0          # tasks whose video starts like an MP4 and does not decode
     refuse_code: int | None = None  # after `refuse_after` creates, the account is refused (401/402/433/505)
     refuse_after: int = 0
 

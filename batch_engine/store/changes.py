@@ -10,11 +10,12 @@ from decimal import Decimal
 from typing import Any
 
 from batch_engine.states import State
-from batch_engine.store.item import Item, now_iso
+from batch_engine.store.item import Item, Media, now_iso
 
 # what a task's result leaves in a record; cleared when the item is made again
 _RESULT = {"task_id": None, "provider_state": None, "result_url": None, "video": None, "size": None,
-           "sha256": None, "fail_code": None, "fail_msg": None, "retryable": None, "finished_at": None}
+           "sha256": None, "media": None, "flags": None, "fail_code": None, "fail_msg": None, "retryable": None,
+           "finished_at": None}
 _NO_FAILURE = {"fail_code": None, "fail_msg": None, "retryable": None}
 
 
@@ -59,9 +60,9 @@ def generated(url: str, credits: Decimal | None) -> Change:
     return Change("generated", State.DOWNLOADING, fields)
 
 
-def succeeded(size: int, sha256: str, video: str) -> Change:
-    return Change("succeeded", State.SUCCEEDED, {"video": video, "size": size, "sha256": sha256,
-                                                 **_NO_FAILURE, "finished_at": now_iso()})
+def succeeded(size: int, sha256: str, video: str, media: Media | None = None, flags: list[str] | None = None) -> Change:
+    return Change("succeeded", State.SUCCEEDED, {"video": video, "size": size, "sha256": sha256, "media": media,
+                                                 "flags": flags or None, **_NO_FAILURE, "finished_at": now_iso()})
 
 
 def failed(code: str, message: str, *, retryable: bool | None, provider_state: str | None = None,

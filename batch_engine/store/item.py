@@ -23,6 +23,16 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+class Media(msgspec.Struct, frozen=True):
+    """What the decoded video is (`media.probe`)."""
+
+    duration: Annotated[float, msgspec.Meta(ge=0, le=1e6)]  # seconds
+    width: Annotated[int, msgspec.Meta(ge=0, le=100_000)]
+    height: Annotated[int, msgspec.Meta(ge=0, le=100_000)]
+    codec: Annotated[str, msgspec.Meta(max_length=40)]
+    fps: Annotated[float, msgspec.Meta(ge=0, le=10_000)]
+
+
 class Item(msgspec.Struct, kw_only=True, omit_defaults=True):
     """What the ledger knows of one item. Only `Ledger.apply` changes it (see `store.changes`)."""
 
@@ -39,6 +49,8 @@ class Item(msgspec.Struct, kw_only=True, omit_defaults=True):
     video: str | None = None     # file name of the verified video: always `<id>.mp4`
     size: Count | None = msgspec.field(default=None, name="bytes")  # the video's length in bytes
     sha256: str | None = None
+    media: Media | None = None   # duration, size, codec and frame rate of the decoded video
+    flags: list[str] | None = None  # how the video differs from what was asked (for the reviewer)
     unanswered_creates: Count = 0  # creates sent whose answer never came (possibly paid twice)
     retryable: bool | None = None  # a failure that may go the other way if tried again
     credits: Credits | None = None  # what the provider says the task cost

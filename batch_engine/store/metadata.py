@@ -21,6 +21,10 @@ def metadata_name(item_id: str) -> str:
     return f"{item_id}.json"
 
 
+def poster_name(item_id: str) -> str:
+    return f"{item_id}.jpg"
+
+
 def video_metadata(item: Item, where: str, size: int, sha256: str) -> dict[str, Any]:
     """The video's own card: what was asked (prompt, model, settings), what was made, and when."""
     request = item.request
@@ -28,7 +32,8 @@ def video_metadata(item: Item, where: str, size: int, sha256: str) -> dict[str, 
     prompt = settings.pop("prompt", None)
     return {"id": item.id, "video": where, "file": video_name(item.id), "bytes": size, "sha256": sha256,
             "prompt": prompt, "model": request.get("model"), "settings": settings, "task_id": item.task_id,
-            "credits": item.credits, "attempts": item.attempts, "created_at": item.created_at,
+            "credits": item.credits, "attempts": item.attempts, "media": _media(item), "flags": item.flags or [],
+            "poster": poster_name(item.id), "created_at": item.created_at,
             "submitted_at": item.submitted_at, "finished_at": item.finished_at}
 
 
@@ -66,3 +71,9 @@ def _cell(value: Any) -> Any:
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return "" if value is None else value
+
+
+def _media(item: Item) -> dict[str, Any] | None:
+    m = item.media
+    return None if m is None else {"duration": m.duration, "width": m.width, "height": m.height,
+                                   "codec": m.codec, "fps": m.fps}

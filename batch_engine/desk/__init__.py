@@ -1,0 +1,1 @@
+"""The review desk: approve, reject and make again in the browser."""

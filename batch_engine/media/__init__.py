@@ -1,0 +1,1 @@
+"""What a downloaded video is: opened and decoded (PyAV), with a poster."""
