@@ -63,6 +63,7 @@ def _command(module: str, name: str) -> Callable[[argparse.Namespace, Console], 
 cmd_run, cmd_retry, cmd_redo, cmd_validate = (_command("run", n) for n in ("cmd_run", "cmd_retry", "cmd_redo",
                                                                            "cmd_validate"))
 cmd_report, cmd_status = _command("review", "cmd_report"), _command("status", "cmd_status")
+cmd_desk, cmd_export = _command("desk", "cmd_review"), _command("desk", "cmd_export")
 
 
 def cmd_sandbox(args: argparse.Namespace, console: Console) -> int:
@@ -142,6 +143,19 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write DIR/report.html: every video with its prompt and state")
     report.add_argument("out")
     report.set_defaults(handler=cmd_report)
+
+    desk = sub.add_parser("review", help="the review desk in the browser: approve, reject, make again")
+    desk.add_argument("out")
+    desk.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
+    desk.add_argument("--port", type=int, default=0, help="the port to listen on (default: a free one)")
+    desk.add_argument("--no-open", action="store_true", help="print the desk's URL, do not open a browser")
+    add_run_options(desk)  # for the tasks "Make again" creates
+    desk.set_defaults(handler=cmd_desk)
+
+    export = sub.add_parser("export", help="copy the approved videos and their metadata to a folder, with an index")
+    export.add_argument("out")
+    export.add_argument("--approved", metavar="DEST", help="where the approved videos go")
+    export.set_defaults(handler=cmd_export)
 
     status = sub.add_parser("status", help="show the ledger of an output folder")
     status.add_argument("out")

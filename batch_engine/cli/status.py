@@ -14,6 +14,7 @@ from batch_engine.cli.common import OK, UsageError, open_output
 from batch_engine.cli.settings import secrets_from_env
 from batch_engine.report.status import status_rows, status_view
 from batch_engine.states import state_counts
+from batch_engine.store.decisions import DecisionBook
 from batch_engine.store.ledger import LedgerError
 
 
@@ -28,15 +29,18 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     if loaded is None:
         raise UsageError(f"no ledger in {output} (run a manifest there first)")
     items = list(loaded.items.values())
+    book = DecisionBook(output.folder).load() if output.url is None else DecisionBook(output.folder)
+    decided = {i: d.decision for i, d in book.latest.items()}
     if args.json:
-        _write_json(status_rows(videos, items, secrets), state_counts(item.state for item in items))
+        _write_json(status_rows(videos, items, secrets, decided), state_counts(item.state for item in items),
+                    book.counts())
     else:
-        status_view(output.out, items, Console(), secrets=secrets)
+        status_view(output.out, items, Console(), secrets=secrets, decisions=book.counts())
     return OK
 
 
-def _write_json(rows: Iterator[dict[str, Any]], counts: dict[str, int]) -> None:
-    """`{"items": [...], "counts": {...}}`, one item a line, a thousand rows a write."""
+def _write_json(rows: Iterator[dict[str, Any]], counts: dict[str, int], decisions: dict[str, int]) -> None:
+    """`{"items": [...], "counts": {...}, "decisions": {...}}`, one item a line, a thousand rows a write."""
     write, encode = sys.stdout.buffer.write, msgspec.json.encode
     write(b'{"items": [')
     batch = []
@@ -45,5 +49,5 @@ def _write_json(rows: Iterator[dict[str, Any]], counts: dict[str, int]) -> None:
         if len(batch) >= 1000:
             write(b"".join(batch))
             batch.clear()
-    write(b"".join(batch) + b'\n],\n "counts": ' + encode(counts) + b"}\n")
+    write(b"".join(batch) + b'\n],\n "counts": ' + encode(counts) + b',\n "decisions": ' + encode(decisions) + b"}\n")
     sys.stdout.flush()

@@ -111,9 +111,11 @@ def plan_retry(known: Mapping[str, Item], files: Mapping[str, int],
     return Plan(tuple(decisions))
 
 
-def plan_redo(known: Mapping[str, Item], ids: Sequence[str], prompt: str | None = None) -> Plan:
+def plan_redo(known: Mapping[str, Item], ids: Sequence[str], prompt: str | None = None,
+              prompts: Mapping[str, str] | None = None) -> Plan:
     """The plan for `redo`: the chosen succeeded items made again with their stored parameters
-    (or a new prompt). ValueError names every id that is not a succeeded item of the ledger."""
+    (or a new prompt: `prompt` for all, or `prompts` by id, as the desk sends them). ValueError
+    names every id that is not a succeeded item of the ledger."""
     wrong = [i for i in ids if i not in known or known[i].state is not State.SUCCEEDED]
     if wrong:
         raise ValueError(f"{len(wrong)} id(s) are not succeeded items of this folder: "
@@ -121,8 +123,9 @@ def plan_redo(known: Mapping[str, Item], ids: Sequence[str], prompt: str | None 
     decisions = []
     for item_id in dict.fromkeys(ids):
         request = known[item_id].request
-        if prompt is not None:
-            request = {**request, "input": {**request.get("input", {}), "prompt": prompt}}
+        new = (prompts or {}).get(item_id, prompt)
+        if new is not None:
+            request = {**request, "input": {**request.get("input", {}), "prompt": new}}
         decisions.append(Decision(item_id, Step.REDO, request, fingerprint(request)))
     return Plan(tuple(decisions))
 

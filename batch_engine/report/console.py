@@ -62,6 +62,9 @@ def summary(result: BatchResult, console: Console, *, task_timeout: float,
     if failed:
         console.print(f"  re-run the failed items: batch-engine retry {out}")
     console.print(f"  videos and ledger in {out}", highlight=False)
+    if any(item.state is State.SUCCEEDED for item in items) and "://" not in out:
+        console.print(f"  review them: batch-engine review {out}   (approve, reject, make again in the browser)",
+                      highlight=False)
 
 
 def validation_report(specs: list[ItemSpec], console: Console, *, examples: int = 3) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,16 +24,19 @@ from batch_engine.store.videos import VideoStore
 from batch_engine.text import clean, failure_text
 
 
-def status_rows(videos: VideoStore, items: Iterable[Item], secrets: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+def status_rows(videos: VideoStore, items: Iterable[Item], secrets: tuple[str, ...] = (),
+                decisions: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
     """One row an item, made as it is written (status --json streams them). A video is named
-    only when the item succeeded."""
+    only when the item succeeded; `decisions`: the reviewer's, by id."""
+    decided = decisions or {}
     for b in items:
         yield {"id": b.id, "state": b.state, "task_id": b.task_id, "fail_code": b.fail_code,
                "fail_msg": clean(b.fail_msg, secrets) if b.fail_msg is not None else None,
                "video": videos.where(b.id) if b.video and b.state == State.SUCCEEDED else None,
                "bytes": b.size, "sha256": b.sha256, "attempts": b.attempts or 0, "retryable": b.retryable,
                "credits": b.credits, "provider_state": b.provider_state, "updated_at": b.updated_at,
-               "media": msgspec.to_builtins(b.media) if b.media is not None else None, "flags": b.flags or []}
+               "media": msgspec.to_builtins(b.media) if b.media is not None else None, "flags": b.flags or [],
+               "decision": decided.get(b.id)}
 
 
 @dataclass
@@ -80,7 +83,7 @@ class Overview:
 
 
 def status_view(out: str | os.PathLike[str], items: Iterable[Item], console: Console, *, limit: int = 100,
-                secrets: tuple[str, ...] = ()) -> None:
+                secrets: tuple[str, ...] = (), decisions: Mapping[str, int] | None = None) -> None:
     g = Overview(limit, secrets)
     for item in items:
         g.add(item)
@@ -102,6 +105,9 @@ def status_view(out: str | os.PathLike[str], items: Iterable[Item], console: Con
     where = str(out) if "://" in str(out) else os.path.abspath(out)
     console.print(f"videos in {escape(clean(where))}: {g.states[State.SUCCEEDED]} file(s), "
                   f"{g.video_bytes / 1e6:.1f} MB", highlight=False)
+    if decisions:
+        console.print("reviewed: " + ", ".join(f"{n} {'to make again' if k == 'remake' else k}"
+                                               for k, n in sorted(decisions.items())), highlight=False)
     not_done = g.total - g.states[State.SUCCEEDED]
     if not_done:
         table = Table(title=f"{not_done} item(s) not done", show_lines=False)
