@@ -1,7 +1,7 @@
-"""Open a downloaded video and decode its first second, before it is published: a file that has
+"""Open a downloaded video and decode its first half second, before it is published: a file that has
 an MP4's first bytes but does not decode is no success. PyAV carries FFmpeg's libraries in its
 wheel (no system ffmpeg). What the video is (duration, size, codec, frame rate) goes into its
-record; a frame from its first second, about 320 px wide, becomes its poster (JPEG)."""
+record; the last frame decoded, about 320 px wide, becomes its poster (JPEG)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 POSTER_WIDTH = 320
-FIRST_SECONDS = 1.0   # decoded before the video counts as whole; the poster is the last of them
+FIRST_SECONDS = 0.5   # decoded before the video counts as whole; the poster is the last of them
 MAX_FRAMES = 240      # however long "a second" says it is in a hostile file
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class Probe:
 
 
 def probe(path: Path) -> Probe:
-    """Decode the first second of the video at `path`; Undecodable when it cannot be."""
+    """Decode the first half second of the video at `path`; Undecodable when it cannot be."""
     import av
     try:
         with av.open(str(path), metadata_errors="ignore") as container:

@@ -29,6 +29,7 @@ from batch_engine.config import Rate
 from batch_engine.states import TERMINAL, State
 from batch_engine.store.folder import write_atomic
 from batch_engine.store.item import Item, parse_time
+from batch_engine.store.metadata import poster_name
 from batch_engine.text import clean
 
 REPORT_NAME = "report.html"
@@ -69,7 +70,8 @@ def card(item: Item, uploads: Mapping[str, str]) -> str:
     source = (f'<img loading="lazy" decoding="async" src="{_e(image)}" alt="source image of {_e(item.id)}">'
               if image else '<div class="none">no image</div>')
     if item.state is State.SUCCEEDED and item.video:
-        video = (f'<video controls muted playsinline preload="none" data-src="{_e(item.video)}" '
+        poster = f' poster="{_e(poster_name(item.id))}"' if item.media is not None else ""
+        video = (f'<video controls muted playsinline preload="none" data-src="{_e(item.video)}"{poster} '
                  f'aria-label="video of {_e(item.id)}"></video>')
     else:
         video = f'<div class="none">{_e(str(item.state))}</div>'
@@ -80,6 +82,9 @@ def card(item: Item, uploads: Mapping[str, str]) -> str:
         meta.append(f"<span>{seconds:.0f} s</span>")
     if item.attempts > 1:
         meta.append(f"<span>{item.attempts} tries</span>")
+    if item.media is not None:
+        meta.append(f"<span>{item.media.duration:g} s, {item.media.width}x{item.media.height}</span>")
+    meta += [f'<span class="state failed">{_e(clean(flag, limit=120))}</span>' for flag in item.flags or []]
     reason = ""
     if item.state is State.FAILED:
         verdict = "" if item.retryable is None else " (worth a retry)" if item.retryable else " (not worth retrying as it is)"
@@ -157,7 +162,7 @@ def _e(text: str) -> str:
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src * data: blob:; media-src 'self' file: *; style-src 'unsafe-inline'; script-src 'sha256-{script_hash}'">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src * data: blob: file:; media-src 'self' file: *; style-src 'unsafe-inline'; script-src 'sha256-{script_hash}'">
 <title>{title}</title><style>{css}</style></head>
 <body data-folder="{folder}">
 <header><h1>batch-engine report</h1><div class="sub">{folder} · made {generated}</div>
