@@ -110,8 +110,8 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 def _folder(text: str) -> Path:
     folder = Path(text)
     if "://" in text:
-        raise UsageError("the desk and export work on a local folder (a bucket output: point --cache at a folder "
-                         "and review there)")
+        raise UsageError("the desk and export work on a local folder; a bucket output is not served yet "
+                         "(copy the prefix to a folder, e.g. with `aws s3 sync`, and review it there)")
     if not (folder / LEDGER_NAME).is_file():
         raise UsageError(f"no ledger in {folder} (run a manifest there first)")
     return folder
