@@ -181,12 +181,17 @@ async def _run_async(config: Config, make_plan: Callable[[Ledger, VideoStore], P
                  else str(config.out_dir / LEDGER_NAME))
         console.print(f"ledger: {where}   rate: {config.rate}   provider: {config.base_url}", highlight=False)
         async def watch(run: Run) -> None:  # only when there is work
-            from batch_engine.report.live import live_display, progress_lines
+            from batch_engine.report.live import keep_progress, live_display, progress_lines
             show = (lambda run: live_display(run, console)) if config.show_progress else progress_lines
             _show_state_on_usr1(run, console)
             if run.stats.credits_before is not None:
                 console.print(f"credits: {run.stats.credits_before} on the account", highlight=False)
-            await show(run)
+            keeper = asyncio.ensure_future(keep_progress(run, config.out_dir))
+            try:
+                await show(run)
+            finally:
+                keeper.cancel()
+                await asyncio.gather(keeper, return_exceptions=True)
         try:
             return await execute(config, make_plan, watch=watch, images=images)
         except asyncio.CancelledError:

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from batch_engine.cli.common import OK, UsageError, open_output
 from batch_engine.cli.settings import secrets_from_env
+from batch_engine.report.live import read_progress
 from batch_engine.report.status import status_rows, status_view
 from batch_engine.states import state_counts
 from batch_engine.store.decisions import DecisionBook
@@ -31,15 +32,20 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     items = list(loaded.items.values())
     book = DecisionBook(output.folder).load() if output.url is None else DecisionBook(output.folder)
     decided = {i: d.decision for i, d in book.latest.items()}
+    going = read_progress(output.folder)
     if args.json:
         _write_json(status_rows(videos, items, secrets, decided), state_counts(item.state for item in items),
-                    book.counts())
+                    book.counts(), going)
     else:
+        if going is not None:
+            Console().print(f"a run is going on here: {going['done']}/{going['total']} done, {going['left']}",
+                            highlight=False, markup=False)
         status_view(output.out, items, Console(), secrets=secrets, decisions=book.counts())
     return OK
 
 
-def _write_json(rows: Iterator[dict[str, Any]], counts: dict[str, int], decisions: dict[str, int]) -> None:
+def _write_json(rows: Iterator[dict[str, Any]], counts: dict[str, int], decisions: dict[str, int],
+                progress: dict[str, Any] | None) -> None:
     """`{"items": [...], "counts": {...}, "decisions": {...}}`, one item a line, a thousand rows a write."""
     write, encode = sys.stdout.buffer.write, msgspec.json.encode
     write(b'{"items": [')
@@ -49,5 +55,6 @@ def _write_json(rows: Iterator[dict[str, Any]], counts: dict[str, int], decision
         if len(batch) >= 1000:
             write(b"".join(batch))
             batch.clear()
-    write(b"".join(batch) + b'\n],\n "counts": ' + encode(counts) + b',\n "decisions": ' + encode(decisions) + b"}\n")
+    write(b"".join(batch) + b'\n],\n "counts": ' + encode(counts) + b',\n "decisions": ' + encode(decisions)
+          + b',\n "progress": ' + encode(progress) + b"}\n")
     sys.stdout.flush()

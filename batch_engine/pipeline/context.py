@@ -100,7 +100,7 @@ class Budget:
 class Progress:
     """What the run shows while it goes: read by the live display and the summary."""
 
-    __slots__ = ("counts", "create_times", "durations", "started", "stats", "total")
+    __slots__ = ("counts", "create_times", "durations", "prior", "started", "stats", "total")
 
     def __init__(self, counts: dict[State, int]) -> None:
         self.counts = counts                   # this run's items per state (kept by the ledger)
@@ -109,6 +109,7 @@ class Progress:
         self.started = time.monotonic()
         self.create_times: deque[float] = deque(maxlen=10_000)  # monotonic times of recent creates
         self.durations: deque[float] = deque(maxlen=256)        # generation seconds of recent successes
+        self.prior: list[float] = []           # generation seconds of earlier runs here (the folder's record)
 
     def __repr__(self) -> str:
         return f"<Progress total={self.total} {dict(self.counts)} {self.stats}>"

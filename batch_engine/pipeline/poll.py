@@ -83,9 +83,14 @@ class Poller:
         if self.book is None or self.schedule.callbacks or not items:
             return
         prior = self.book.prior((profile_of(item.request) for item in items), PRIOR_MIN)
+        self.progress.prior = list(prior)
         if self.schedule.use_prior(prior):
             log.info("polling: %d durations of earlier runs here (shortest %.0f s); the first looks "
                      "wait until %.0f s", len(prior), min(prior), self.schedule.quiet_until)
+
+    def ages(self, now: float) -> list[float]:
+        """Seconds since each task followed now was created (the ETA's tasks in flight)."""
+        return [now - tracked.born for tracked in self._tracked.values()]
 
     def track(self, item: Item, delay: float | None = None) -> None:
         """Follow `item`'s task; look at it after `delay` seconds, or when the schedule says."""

@@ -8,10 +8,11 @@ same for ten items and for a hundred thousand.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
@@ -19,12 +20,17 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from batch_engine.inputs import read_input
+from batch_engine.pacing.eta import Eta, describe, estimate
 from batch_engine.states import State
+from batch_engine.store.folder import write_atomic
+from batch_engine.text import clean
 
 if TYPE_CHECKING:
     from batch_engine.pipeline.engine import Run
 
 log = logging.getLogger("batch_engine.progress")
+PROGRESS_NAME = "progress.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +40,7 @@ class Snapshot:
     creates_per_minute: float   # over the last minute
     cap_per_minute: float       # what the create gate believes the account allows now
     elapsed: float
-    eta: float | None           # seconds, when it can be told
+    eta: Eta | None             # seconds left, when they can be told (`pacing.eta`)
     credits_spent: float
     rate_limited: int
 
@@ -49,13 +55,9 @@ def snapshot(run: Run, now: float | None = None) -> Snapshot:
     recent = sum(1 for t in reversed(progress.create_times) if now - t <= 60.0)
     cap = run.gate.cap_per_minute()
     counts = {state: n for state, n in progress.counts.items() if n}
-    to_create, in_flight = progress.to_create(), progress.in_flight()
-    eta = None
-    if progress.durations and (to_create or in_flight):
-        generation = statistics.median(progress.durations)
-        eta = to_create / (cap / 60.0) + generation if to_create else generation / 2
-    elif not (to_create or in_flight):
-        eta = 0.0
+    eta = estimate(to_create=progress.to_create(), cap_per_second=cap / 60.0, ages=run.poller.ages(now),
+                   durations=list(progress.durations) or progress.prior,
+                   downloading=progress.counts.get(State.DOWNLOADING, 0))
     return Snapshot(counts, progress.total, recent, cap, now - progress.started, eta,
                     float(progress.stats.credits_spent), progress.stats.rate_limited)
 
@@ -73,16 +75,30 @@ def render(s: Snapshot) -> Group:
     table.add_row("videos", f"{s.counts.get(State.SUCCEEDED, 0)} saved, [red]{s.counts.get(State.FAILED, 0)} failed[/]")
     if s.credits_spent:
         table.add_row("credits", f"{s.credits_spent:g} spent")
-    eta = "-" if s.eta is None else _duration(s.eta)
-    table.add_row("time", f"{_duration(s.elapsed)} elapsed, about {eta} to go")
+    table.add_row("time", f"{_duration(s.elapsed)} elapsed, {left(s)}")
     return Group(Text("batch-engine", style="bold cyan"), table)
 
 
 def line(s: Snapshot) -> str:
     states = ", ".join(f"{n} {state}" for state, n in s.counts.items())
-    eta = "" if s.eta is None else f", about {_duration(s.eta)} to go"
+    eta = f", {left(s)}"
     return (f"progress: {s.done}/{s.total} at rest ({states}); {s.creates_per_minute:.0f} creates/min "
             f"(cap {s.cap_per_minute:.0f}), {s.rate_limited} answered 429{eta}")
+
+
+def left(s: Snapshot) -> str:
+    """The time left for people: a range while uncertain, never seconds while tasks generate."""
+    text = describe(s.eta, generating=bool(s.counts.get(State.RUNNING) or s.counts.get(State.SUBMITTING)
+                                           or s.counts.get(State.PENDING)))
+    return text if text in ("done",) or text.startswith("unknown") else f"{text} to go"
+
+
+def progress_record(s: Snapshot) -> dict[str, object]:
+    """What `status` shows of a run going on in another process (DIR/progress.json)."""
+    return {"at": time.time(), "done": s.done, "total": s.total, "left": left(s),
+            "eta_low": None if s.eta is None else round(s.eta.low, 1),
+            "eta": None if s.eta is None else round(s.eta.middle, 1),
+            "eta_high": None if s.eta is None else round(s.eta.high, 1)}
 
 
 async def live_display(run: Run, console: Console, every: float = 0.25) -> None:
@@ -92,6 +108,35 @@ async def live_display(run: Run, console: Console, every: float = 0.25) -> None:
         while True:
             live.update(render(snapshot(run)), refresh=True)
             await asyncio.sleep(every)
+
+
+async def keep_progress(run: Run, folder: Path, every: float = 1.0) -> None:
+    """DIR/progress.json every `every` seconds while the run lives, removed at its end: `status`
+    in another process shows the same figures as the panel."""
+    path = folder / PROGRESS_NAME
+    try:
+        while True:
+            try:
+                write_atomic(path, json.dumps(progress_record(snapshot(run))).encode())
+            except OSError:
+                pass
+            await asyncio.sleep(every)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def read_progress(folder: Path, now: float | None = None) -> dict[str, object] | None:
+    """The progress a run going on wrote (None: none, or older than a few of its writes)."""
+    try:
+        record = json.loads(read_input(folder / PROGRESS_NAME, 64 * 1024, follow=False))
+        at = float(record["at"])
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None
+    if abs((time.time() if now is None else now) - at) > 15:
+        return None
+    numbers = {k: record.get(k) if isinstance(record.get(k), (int, float)) and not isinstance(record.get(k), bool)
+               else None for k in ("done", "total", "eta_low", "eta", "eta_high")}
+    return {"at": at, **numbers, "left": clean(record.get("left", ""), limit=80)}  # the folder's file: input too
 
 
 async def progress_lines(run: Run, every: float = 60.0) -> None:
