@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 from collections.abc import Mapping
@@ -79,6 +80,8 @@ class Config:
     callback_url: str | None = None          # sent as callBackUrl with every create
     listen: tuple[str, int] | None = None    # where the callback receiver listens
     webhook_hmac_key: str | None = field(default=None, repr=False)
+    rate_store: str | None = field(default=None, repr=False)  # where the account's cap is shared (None: the machine's file)
+    shards: int = 1                          # the N of --shard K/N: this run's share of the cap if the store is away
 
 
 # The run options' defaults: the CLI's, the job files' and the library API's.
@@ -92,6 +95,7 @@ DEFAULTS: dict[str, Any] = {
     "max_tasks": None,         # creates this run may send (None: no limit)
     "callback_url": None,
     "listen": None,
+    "rate_store": None,        # redis://HOST:PORT/DB to share the account's cap across machines; "off"
 }
 
 
@@ -115,7 +119,7 @@ class Environment:
 
 
 def build_config(out_dir: Path, options: Mapping[str, Any], env: Environment, *,
-                 show_progress: bool = False, out: str = "") -> Config:
+                 show_progress: bool = False, out: str = "", shards: int = 1) -> Config:
     """The one way a Config is made: `options` by the names of DEFAULTS (missing ones take the
     default), the key and hosts from `env`. ValueError names the first thing wrong."""
     opts = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
@@ -135,7 +139,14 @@ def build_config(out_dir: Path, options: Mapping[str, Any], env: Environment, *,
         listen = parse_listen(opts["listen"] or f"127.0.0.1:{port or 8080}")
     elif opts["listen"]:
         raise ValueError("--listen needs --callback-url (the address kie.ai should call)")
-    return Config(api_key=key, out_dir=out_dir, out=out or str(out_dir),
+    store = opts["rate_store"]
+    if store is not None and (not isinstance(store, str) or not store.strip() or not store.isprintable()):
+        raise ValueError("--rate-store must be redis://HOST:PORT/DB, a file's path, or off")
+    if isinstance(store, str) and "://" in store and not store.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"--rate-store {store.split('://')[0]}:// is not a store: give redis://HOST:PORT/DB, a path, or off")
+    if isinstance(store, str) and "://" in store and importlib.util.find_spec("redis") is None:
+        raise ValueError("--rate-store redis:// needs the redis package: pip install 'batch-engine[redis]'")
+    return Config(api_key=key, out_dir=out_dir, out=out or str(out_dir), rate_store=store, shards=shards,
                   base_url=check_url("KIE_BASE_URL", env.base_url) if env.base_url else DEFAULT_BASE_URL,
                   upload_url=check_url("KIE_UPLOAD_BASE_URL", env.upload_url) if env.upload_url else DEFAULT_UPLOAD_URL,
                   rate=Rate.parse(str(opts["rate"])), max_tasks=max_tasks,

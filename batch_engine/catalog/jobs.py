@@ -28,7 +28,7 @@ OPTIONS: dict[str, tuple[type, ...]] = {
     "rate": (str,), "max_tasks": (int,), "shard": (str,), "only": (str, list), "poll_rate": (int, float),
     "task_timeout": (int, float), "request_timeout": (int, float), "download_stall": (int, float),
     "callback_url": (str,), "listen": (str,), "notify": (str,), "log_json": (bool,),
-    "credits_per_task": (int, float), "quiet": (bool,), "cache": (str,),
+    "credits_per_task": (int, float), "quiet": (bool,), "cache": (str,), "rate_store": (str,),
 }
 
 

@@ -98,6 +98,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="what one task costs, in credits, for the dry run's estimate")
     p.add_argument("--notify", metavar="URL",
                    help="POST summary.json here at the end (a chat or monitoring hook; a failure is only logged)")
+    p.add_argument("--rate-store", metavar="URL",
+                   help="share the account's create cap with other runs on its key: redis://HOST:PORT/DB across "
+                        "machines (default: a file shared by the runs on this machine; off: not shared)")
     p.add_argument("--cache", metavar="DIR",
                    help="with a bucket --out: the local folder for its ledger and downloads "
                         "(default ~/.cache/batch-engine/...; a fresh one resumes from the bucket)")

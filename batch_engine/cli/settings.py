@@ -36,8 +36,9 @@ def config_from_args(args: argparse.Namespace, *, terminal: bool) -> Config:
     if args.credits_per_task is not None and not (math.isfinite(args.credits_per_task) and args.credits_per_task >= 0):
         raise ValueError("--credits-per-task must be a number of credits, 0 or more")
     out, folder = resolve_out(args.out, getattr(args, "cache", None))
+    shards = int(args.shard.split("/")[1]) if getattr(args, "shard", None) and "/" in args.shard else 1
     config = build_config(folder, {name: getattr(args, name) for name in DEFAULTS}, env,
-                          show_progress=terminal and not args.quiet, out=out)
+                          show_progress=terminal and not args.quiet, out=out, shards=shards)
     for secret in env.secrets:
         logs.redact(secret)
     return config

@@ -7,6 +7,7 @@ Three layers, each for one reason:
 - a log of the last N creates guarantees the provider's rule outright: a create is sent no sooner
   than W seconds after the *answer* to the N-th create before it, so no window of W seconds at the
   provider can hold more than N, whatever the network's jitter.
+- the account's window, shared with the other runs on its key (`pacing.shared`), when given.
 - creates in flight at once are as few as the rate allows: one, unless the answers take longer
   than the pacing gap. A create cut off by a crash may have made a task, so each one in flight is
   one item that a `kill -9` could make us pay twice.
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from batch_engine.config import Rate
 from batch_engine.pacing.limiter import AdaptiveLimiter
 from batch_engine.pacing.policy import backoff_delay
+from batch_engine.pacing.shared import SharedWindow
 from batch_engine.pacing.waits import wait_event
 
 
@@ -106,8 +108,9 @@ class CreateGate:
     """Wait here before every create; report how it went afterwards."""
 
     def __init__(self, told: Rate, *, clock: Callable[[], float] = time.monotonic,
-                 max_in_flight: int = 4) -> None:
+                 max_in_flight: int = 4, shared: SharedWindow | None = None) -> None:
         self.policy = RatePolicy(told)
+        self.shared = shared                 # the account's window, shared with its other runs
         self._clock = clock
         self._max_in_flight = max_in_flight  # the most creates on the wire at once, ever
         self._latency = 0.0                  # moving average of create answer times (seconds)
@@ -158,6 +161,8 @@ class CreateGate:
                         continue
                 self._pacer.reshape(1, window / limit)
                 await self._pacer.acquire()
+                if self.shared is not None:
+                    await self.shared.take()
                 if self.policy.pause_until > self._clock() or self.closed:
                     continue
                 slot = _Slot(self._clock())

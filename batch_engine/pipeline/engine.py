@@ -22,6 +22,7 @@ from batch_engine.catalog.images import LocalImage
 from batch_engine.config import Config
 from batch_engine.errors import AccountRefused, KieError
 from batch_engine.pacing.create_gate import CreateGate
+from batch_engine.pacing.shared import account_of, open_window
 from batch_engine.pipeline.context import Budget, Control, Progress
 from batch_engine.pipeline.download import Downloader
 from batch_engine.pipeline.plan import Decision, Plan, Step, changed_fields, recent_creates
@@ -62,7 +63,8 @@ class Run:
         self.config = config
         self.ledger = ledger
         self.provider = provider
-        self.gate = CreateGate(config.rate)
+        self.gate = CreateGate(config.rate, shared=open_window(config.rate_store, account_of(config.api_key, config.base_url),
+                                                               config.rate, shards=config.shards))
         self.control = Control(self.gate)
         self.budget = Budget(config.max_tasks)
         self.progress = Progress(ledger.counts)
