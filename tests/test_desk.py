@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FAST, cli_env, run_cli, run_manifest, start_cli, stop
+from tests.conftest import FAST, cli_env, run_cli, run_manifest, start_cli, stop, wait_for, write_manifest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
@@ -220,3 +220,23 @@ def test_the_first_screen_of_5000_items_shows_within_a_second(serve, tmp_path, p
         page.wait_for_function("() => document.querySelectorAll('.card').length === 1")
     finally:
         stop(proc)
+
+
+def test_the_desk_shows_new_videos_as_they_arrive(serve, tmp_path, page):
+    served = serve(clips=True, gen_time=(3.0, 4.0))
+    out = tmp_path / "out"
+    run = start_cli("run", str(write_manifest(tmp_path / "m.yaml", 3)), "--out", str(out), "--rate", "200/1s",
+                    *FAST, env=cli_env(served))
+    try:
+        wait_for(lambda: (out / "ledger.jsonl").exists(), timeout=30)
+        proc, url = start_desk(out, cli_env(served))
+        try:
+            page.goto(url)
+            page.wait_for_selector(".card[data-item-id='sku-00000']")
+            assert page.locator(".card img").count() == 0  # nothing made yet
+            page.wait_for_function("() => document.querySelectorAll('.card img').length === 3", timeout=30_000)
+            assert page.locator(".tag.succeeded").count() == 3
+        finally:
+            stop(proc)
+    finally:
+        stop(run)
