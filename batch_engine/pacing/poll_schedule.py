@@ -20,6 +20,9 @@ FIRST_CHECK = 3.0       # seconds (scaled): the first check of a task before any
 CHECK_GROWTH = 0.1      # before news: checks at ages growing by this share ...
 CHECK_GAP = 2.0         # ... and at least this many seconds (scaled) apart
 PER_CHECK = 8           # before news: about this many of the cohort are polled per round of checks
+SMALL_BATCH = 19        # before news, all created: up to this many in flight, each is polled at every
+                        # check, GROWTH apart: as many polls a round as the sample's PER_CHECK at
+                        # CHECK_GROWTH (8 x log 1.26 / log 1.1), and none of them left unwatched
 COHORT = 0.9            # before news: the cohort is the tasks at least this share as old as ...
 LEAD = 8                # ... the LEAD-th oldest task in flight (a few stragglers do not count)
 FIRST_FACTOR = 1.0      # with news: first poll at this share of the shortest duration seen ...
@@ -57,7 +60,7 @@ def duration_of(said: float | None, seen: float | None, noticed: float) -> float
 
 
 class PollSchedule:
-    __slots__ = ("_births", "_durations", "_earliest", "_first", "callbacks", "quiet_until", "settings")
+    __slots__ = ("_births", "_durations", "_earliest", "_first", "callbacks", "quiet_until", "settings", "settled")
 
     def __init__(self, settings: PollSettings, *, callbacks: bool = False) -> None:
         self.settings = settings
@@ -67,6 +70,7 @@ class PollSchedule:
         self._earliest: float | None = None                # expected(): set by observe() only
         self._first: float | None = None                   # age of a task's first poll, the same
         self.quiet_until = 0.0                             # age: before it, a prior says it is too soon
+        self.settled = False                               # nothing is left to create (told by the poller)
 
     def __repr__(self) -> str:
         return (f"<PollSchedule expected={self.expected()} seen={len(self._durations)} "
@@ -132,8 +136,12 @@ class PollSchedule:
         if age < self.quiet_until - EPSILON:  # a prior says it is too soon: a sparse safety net
             return min(max(CHECK_GAP * scale, QUIET_GROWTH * age), self.quiet_until - age)
         # a batch of a few: every check polls each, so checks as far apart as the target allows
-        growth = GROWTH if len(self._births) <= PER_CHECK else CHECK_GROWTH
+        growth = GROWTH if len(self._births) <= PER_CHECK or self._small() else CHECK_GROWTH
         return max(CHECK_GAP * scale, growth * age)
+
+    def _small(self) -> bool:
+        """All of the batch is created and few are in flight: each can be watched on its own."""
+        return self.settled and len(self._births) <= SMALL_BATCH
 
     def replan(self, age: float, seen: float | None = None) -> float:
         """At the first news: seconds until a task in flight should be looked at (0: now, as it
@@ -151,7 +159,7 @@ class PollSchedule:
         if self.callbacks or self._durations or age >= NEWS_FALLBACK * self.settings.scale:
             return True
         births = self._births
-        if not births:
+        if not births or (self._small() and age >= self.quiet_until - EPSILON):
             return True
         lead_age = now - births[min(LEAD, len(births)) - 1]
         cohort_from = now - COHORT * lead_age       # born at or before this: old enough to matter

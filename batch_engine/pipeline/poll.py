@@ -102,6 +102,7 @@ class Poller:
             self.schedule.started(tracked.born)
         now = time.monotonic()
         if delay is None:
+            self.schedule.settled = not self.progress.to_create()
             delay = self.schedule.next_check(now - tracked.born, tail=self._in_tail())
         tracked.generation += 1
         heapq.heappush(self._heap, (now + delay, next(self._order), tracked.generation, tracked))
@@ -145,6 +146,7 @@ class Poller:
             if tracked.generation != generation or self._tracked.get(tracked.item.id) is not tracked:
                 continue  # re-planned or finished since
             tracked.checks += 1
+            self.schedule.settled = not self.progress.to_create()
             if not self.schedule.should_poll(time.monotonic(), tracked.born, tracked.order, tracked.checks):
                 self.track(tracked.item)
                 continue
