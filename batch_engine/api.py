@@ -177,7 +177,7 @@ async def execute(config: Config, make_plan: Callable[[Ledger, VideoStore], Plan
     `run` and `retry`. A plan with nothing to send, fetch or change returns at once (`watch` is
     not called). Raises LedgerError (output unusable, or a write failed), CannotListen, or
     CancelledError."""
-    output = Output(config.out or str(config.out_dir), config.out_dir)
+    output = Output.of(config)
     videos = output.videos()
     # the lease is shortened with the time scale (tests, the demo), never below 3 s
     async with output.open_ledger(videos, lease_seconds=max(3.0, LEASE_SECONDS * config.poll.scale)) as ledger:

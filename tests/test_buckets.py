@@ -230,10 +230,13 @@ def test_an_image_in_the_bucket_is_checked_then_uploaded_to_kie_never_handed_ove
     assert "'p-0'" not in bad.stderr
     assert served.read(lambda s: len(s.stats.creates)) == 0
     urls = [f"s3://{bucket}/images/p{i}.png" for i in (0, 1, 2, 0)]
+    read_before = proxy.count("GET", "images/p0.png")
     done = run_to(f"s3://{bucket}/out", manifest(urls), tmp_path / "c1", env)
     assert done.returncode == 0, done.stderr
     uploaded = served.read(lambda s: [bytes(u) for u in s.uploads.values()])
     assert sorted(uploaded) == sorted(images)  # each distinct object once, its very bytes
+    # p0, named by two items: its first bytes read once to check it, its whole once to upload it
+    assert proxy.count("GET", "images/p0.png") - read_before == 2
     sent = served.read(lambda s: [s.tasks[c["task_id"]].param["input"]["image_url"] for c in s.stats.creates])
     assert len(sent) == 4 and not [u for u in sent if "s3://" in u or "X-Amz" in u or bucket in u]
 

@@ -202,18 +202,15 @@ def test_make_again_with_an_edited_prompt_creates_exactly_those_tasks_after_conf
     assert any(p.read_bytes() == old for p in (out / ".replaced").glob("sku-00001.*.mp4"))  # the old one kept aside
 
 
-def test_the_first_screen_of_5000_items_shows_within_a_second(serve, tmp_path, page):
+def test_5000_items_are_shown_a_page_at_a_time(serve, tmp_path, page):
+    """The DOM stays bounded whatever the folder holds (its time is measured by bench/desk.py)."""
     from bench.run import make_ledger
     out = tmp_path / "big"
     make_ledger(out, 5000)
     proc, url = start_desk(out, cli_env(None))
     try:
-        started = time.monotonic()
         page.goto(url)
         page.wait_for_selector(".card")
-        elapsed = time.monotonic() - started
-        print(f"\nfirst screen of 5,000 items: {elapsed:.2f} s")
-        assert elapsed < 1.0
         assert page.locator(".card").count() == 48  # a page at a time: the DOM stays bounded
         assert "5000" in page.locator("#counts").inner_text()
         page.fill("#search", "sku-004999")

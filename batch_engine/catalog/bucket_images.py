@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from batch_engine.catalog.images import MAX_IMAGE_BYTES
+from batch_engine.catalog.images import MAX_IMAGE_BYTES, signature_kind
 from batch_engine.store.bucket import BucketError, BucketURL, object_bucket
 
 IMAGE_FIELDS = ("image_url", "end_image_url")
-_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 
 
 def is_bucket_url(value: object) -> bool:
@@ -21,10 +20,6 @@ def is_bucket_url(value: object) -> bool:
         return isinstance(value, str) and BucketURL.parse(value) is not None
     except ValueError:
         return True  # a bucket URL that cannot be one: the check says why
-
-
-def looks_like_image(head: bytes) -> bool:
-    return head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
 def check_object(text: str) -> str | None:
@@ -42,7 +37,7 @@ def check_object(text: str) -> str | None:
             return f"{url}: no such object"
         if found.size > MAX_IMAGE_BYTES:
             return f"{url}: larger than allowed; at most {MAX_IMAGE_BYTES // (1024 * 1024)} MB"
-        if found.size == 0 or not looks_like_image(bucket.read_head(key, 16)):
+        if found.size == 0 or signature_kind(bucket.read_head(key, 16)) is None:
             return f"{url}: not a JPEG, PNG or WebP image"
     except BucketError as e:
         return str(e)

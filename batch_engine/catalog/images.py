@@ -34,19 +34,30 @@ class LocalImage:
 
     @property
     def upload_name(self) -> str:
-        """The name it is uploaded under: its content hash (re-using a name overwrites at kie)."""
-        return f"{self.sha256[:32]}.{'jpg' if self.kind == 'jpeg' else self.kind}"
+        return upload_name(self.sha256, self.kind)
+
+
+def upload_name(sha256: str, kind: str) -> str:
+    """The name an image is uploaded under: its content hash (re-using a name overwrites at kie)."""
+    return f"{sha256[:32]}.{'jpg' if kind == 'jpeg' else kind}"
+
+
+def signature_kind(head: bytes) -> str | None:
+    """jpeg, png or webp by the first 12 bytes alone (what an image's type says it is)."""
+    if head.startswith(_PNG):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return None
 
 
 def image_kind(data: bytes) -> str | None:
     """jpeg, png or webp when `data` is a whole image of that kind by its structure, else None."""
-    if data.startswith(_PNG):
-        return "png" if _png_ok(data) else None
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg" if _jpeg_ok(data) else None
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp" if _webp_ok(data) else None
-    return None
+    kind = signature_kind(data)
+    whole = {"png": _png_ok, "jpeg": _jpeg_ok, "webp": _webp_ok}
+    return kind if kind is not None and whole[kind](data) else None
 
 
 def read_image(path: Path) -> tuple[bytes, LocalImage] | str:

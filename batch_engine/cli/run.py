@@ -95,10 +95,10 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_retry(args: argparse.Namespace, console: Console) -> int:
     try:
-        found = _output(args).read_ledger()
+        found = _output(args).has_ledger()
     except LedgerError as e:
         raise UsageError(str(e)) from None
-    if found is None:
+    if not found:
         raise UsageError(f"no ledger in {args.out}: nothing to retry (run a manifest first)")
     if args.dry_run:
         return _dry_run(args, console, lambda known, damaged, files: plan_retry(known, files, damaged))
@@ -155,7 +155,7 @@ def _execute(args: argparse.Namespace, console: Console, make_plan: Callable[[Le
         raise KeyboardInterrupt  # reported once, by main
     summary(result, console, task_timeout=config.poll.task_timeout, secrets=(config.api_key,),
             credits_per_task=args.credits_per_task)
-    _write_summary(Output(config.out, config.out_dir), result)
+    _write_summary(Output.of(config), result)
     if args.notify:
         from batch_engine.provider.notify import post_json
         error = asyncio.run(post_json(args.notify, result.summary(), user_agent=config.user_agent))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from batch_engine.catalog.bucket_images import IMAGE_FIELDS, is_bucket_url
-from batch_engine.catalog.images import MAX_IMAGE_BYTES, UPLOAD_PREFIX, LocalImage, image_kind, read_image
+from batch_engine.catalog.images import MAX_IMAGE_BYTES, UPLOAD_PREFIX, LocalImage, image_kind, read_image, upload_name
 from batch_engine.errors import Transient, UploadProblem
 from batch_engine.pacing.policy import UPLOAD
 from batch_engine.provider.base import Provider
@@ -36,6 +36,7 @@ class Uploader:
         self.scale = scale                           # multiplies every back-off (tests, the demo)
         self._images = dict(images)                  # sha256 -> the file the manifest named
         self._locks: dict[str, asyncio.Lock] = {}    # one upload at a time per content
+        self._objects: dict[str, str] = {}           # bucket URL -> the sha256 of what it held, this run
 
     def __repr__(self) -> str:
         busy = [sha[:8] for sha, lock in self._locks.items() if lock.locked()]
@@ -60,13 +61,16 @@ class Uploader:
         """An image in a bucket: read (whole, checked), then uploaded like a local file, once per
         content. kie gets the upload's URL, never the bucket's or a presigned one."""
         async with self._locks.setdefault(url, asyncio.Lock()):
+            known = self._objects.get(url)  # items sharing an object read it once a run
+            fresh = self.book.fresh(known) if known is not None else None
+            if fresh is not None:
+                return fresh.url
             data = await asyncio.to_thread(_read_object, url)
-            sha256 = hashlib.sha256(data).hexdigest()
+            sha256 = self._objects[url] = hashlib.sha256(data).hexdigest()
             fresh = self.book.fresh(sha256)
             if fresh is not None:
                 return fresh.url
-            kind = image_kind(data) or "jpeg"
-            uploaded = await self._send(data, f"{sha256[:32]}.{'jpg' if kind == 'jpeg' else kind}", url)
+            uploaded = await self._send(data, upload_name(sha256, image_kind(data) or "jpeg"), url)
             self.book.record(Upload(sha256, url, uploaded, time.time()))
             log.info("uploaded %s (%d bytes)", url, len(data))
             return uploaded

@@ -18,11 +18,12 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from batch_engine.config import Config
 from batch_engine.store.bucket import Bucket, BucketError, BucketURL, open_bucket
 from batch_engine.store.bucket_videos import BucketVideos
 from batch_engine.store.lease import LEASE_SECONDS, Lease, LeaseHeld, LeaseLost
 from batch_engine.store.ledger import LEDGER_NAME, FolderUnusable, Ledger, LedgerError, LedgerLocked
-from batch_engine.store.mirror import Mirror, ledger_bytes
+from batch_engine.store.mirror import Mirror, ledger_bytes, ledger_parts
 from batch_engine.store.replay import Replayed, replay
 from batch_engine.store.videos import LocalVideos, VideoStore
 
@@ -56,8 +57,21 @@ class Output:
     def url(self) -> BucketURL | None:
         return BucketURL.parse(self.out)
 
+    @classmethod
+    def of(cls, config: Config) -> Output:
+        return cls(config.out, config.out_dir)
+
     def __str__(self) -> str:
         return self.out
+
+    def has_ledger(self) -> bool:
+        """Whether there is a ledger to resume (one LIST for a bucket, nothing read)."""
+        if self.url is None:
+            return (self.folder / LEDGER_NAME).exists()
+        try:
+            return bool(ledger_parts(self.bucket())[0])
+        except BucketError as e:
+            raise LedgerError(f"cannot read the ledger in {self.out}: {e}") from None
 
     def bucket(self) -> Bucket:
         url = self.url
