@@ -28,18 +28,10 @@ sys.path.insert(0, str(ROOT))
 
 from batch_engine.config import Rate
 from batch_engine.sandbox import SandboxSettings, SandboxThread
+from bench.run import manifest
 from tests.s3 import ACCESS_KEY, SECRET_KEY, Moto, s3_env
 
 KEY = "bench-key"
-
-
-def manifest(path: Path, n: int) -> Path:
-    lines = ["items:"]
-    for i in range(n):
-        lines += [f"  - id: item-{i:05d}", f"    image_url: https://cdn.example.com/{i}.jpg",
-                  f"    prompt: product {i} turns slowly"]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def timed_run(out: str, extra: list[str], env: dict[str, str], path: Path) -> float:
