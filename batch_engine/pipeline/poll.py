@@ -21,7 +21,7 @@ from datetime import datetime
 from batch_engine.config import PollSettings
 from batch_engine.errors import AccountRefused, KieError, RateLimited
 from batch_engine.pacing.poll_pace import PollGate
-from batch_engine.pacing.poll_schedule import PRIOR_MIN, TAIL_TASKS, PollSchedule, duration_of
+from batch_engine.pacing.poll_schedule import PRIOR_MIN, SKEW, PollSchedule, duration_of
 from batch_engine.pacing.waits import wait_event
 from batch_engine.pipeline.context import Control, Progress
 from batch_engine.pipeline.outcomes import AfterPoll, PollOutcome, after_poll_error, after_task_info
@@ -48,6 +48,10 @@ class _Tracked:
         self.errors = 0           # failed polls in a row
         self.seen_running = 0.0   # monotonic time of the last answer that said "in progress"
 
+    def seen(self) -> float | None:
+        """The task's age when last seen running (None: not yet)."""
+        return self.seen_running - self.born if self.seen_running else None
+
 
 class Poller:
     def __init__(self, settings: PollSettings, ledger: Ledger, provider: Provider, control: Control,
@@ -64,13 +68,13 @@ class Poller:
         self.schedule = PollSchedule(settings, callbacks=callbacks)
         self.gate = PollGate(settings.polls_per_second)
         self._heap: list[tuple[float, int, int, _Tracked]] = []  # (due, tie-break, generation, task)
-        self._order = itertools.count()
+        self._order = itertools.count()                  # tie-breaks in the heap
+        self._numbers = itertools.count()                # the tasks as they came (the schedule's order)
         self._wakeup = asyncio.Event()                   # set when an earlier due time arrives
         self._due: asyncio.Queue[Item] = asyncio.Queue(maxsize=workers * 2)
         self._tracked: dict[str, _Tracked] = {}          # item id -> task in flight
         self._by_task: dict[str, Item] = {}              # task id -> item, for callbacks
         self._unknown_states: set[str] = set()
-        self._tail = False                               # the batch's tail has begun (see _in_tail)
 
     def __repr__(self) -> str:
         due = self._heap[0][0] - time.monotonic() if self._heap else None
@@ -85,8 +89,8 @@ class Poller:
         prior = self.book.prior((profile_of(item.request) for item in items), PRIOR_MIN)
         self.progress.prior = list(prior)
         if self.schedule.use_prior(prior):
-            log.info("polling: %d durations of earlier runs here (shortest %.0f s); the first looks "
-                     "wait until %.0f s", len(prior), min(prior), self.schedule.quiet_until)
+            log.info("polling: %d durations of earlier runs here (shortest %.0f s); every task is "
+                     "first looked at %.0f s old", len(prior), min(prior), self.schedule.first_look() or 0.0)
 
     def ages(self, now: float) -> list[float]:
         """Seconds since each task followed now was created (the ETA's tasks in flight)."""
@@ -96,31 +100,22 @@ class Poller:
         """Follow `item`'s task; look at it after `delay` seconds, or when the schedule says."""
         tracked = self._tracked.get(item.id)
         if tracked is None:
-            tracked = _Tracked(item, _monotonic_from_iso(item.submitted_at), next(self._order))
+            tracked = _Tracked(item, _monotonic_from_iso(item.submitted_at), next(self._numbers))
             self._tracked[item.id] = tracked
             self._by_task[item.task_id or ""] = item
             self.schedule.started(tracked.born)
         now = time.monotonic()
         if delay is None:
-            self.schedule.settled = not self.progress.to_create()
-            delay = self.schedule.next_check(now - tracked.born, tail=self._in_tail())
+            delay = self.schedule.next_check(now - tracked.born, tail=self._in_tail(), seen=tracked.seen())
         tracked.generation += 1
         heapq.heappush(self._heap, (now + delay, next(self._order), tracked.generation, tracked))
         self._wakeup.set()
 
     def _in_tail(self) -> bool:
-        """Nothing left to create and few tasks in flight: the batch's last videos. The first
-        time, the tasks in flight are planned anew, closer."""
-        tail = len(self._tracked) <= TAIL_TASKS and not self.progress.to_create()
-        if tail and not self._tail:
-            self._tail = True
-            now = time.monotonic()
-            for other in self._tracked.values():
-                delay = self.schedule.next_check(now - other.born, tail=True)
-                other.generation += 1
-                heapq.heappush(self._heap, (now + delay, next(self._order), other.generation, other))
-            self._wakeup.set()
-        return tail
+        """Nothing left to create and few tasks in flight: the batch's last videos, each looked
+        at closely from its next check on (a check planned already is kept: it is in time)."""
+        self.schedule.to_create = self.progress.to_create()
+        return self.schedule.tail(len(self._tracked))
 
     def item_for_task(self, task_id: str) -> Item | None:
         return self._by_task.get(task_id)
@@ -146,8 +141,9 @@ class Poller:
             if tracked.generation != generation or self._tracked.get(tracked.item.id) is not tracked:
                 continue  # re-planned or finished since
             tracked.checks += 1
-            self.schedule.settled = not self.progress.to_create()
-            if not self.schedule.should_poll(time.monotonic(), tracked.born, tracked.order, tracked.checks):
+            self.schedule.to_create = self.progress.to_create()
+            if not self.schedule.should_poll(time.monotonic(), tracked.born, tracked.order, tracked.checks,
+                                             tracked.seen()):
                 self.track(tracked.item)
                 continue
             await self._due.put(tracked.item)
@@ -245,8 +241,8 @@ class Poller:
         tracked = self._tracked.get(item.id)
         if tracked is None:
             return
-        seen = tracked.seen_running - tracked.born if tracked.seen_running else None
-        duration = duration_of(info.seconds, seen, time.monotonic() - tracked.born)
+        duration = duration_of(info.seconds, tracked.seen(), time.monotonic() - tracked.born,
+                               SKEW * self.settings.scale)
         self.progress.durations.append(duration)
         if tracked.born >= self.progress.started:  # created by this run: a resumed task's age
             self._record(item, duration)     # includes the time nothing ran
@@ -254,8 +250,7 @@ class Poller:
             now = time.monotonic()  # the first news: every task in flight gets a new plan
             for other in list(self._tracked.values()):
                 if other is not tracked:
-                    seen = other.seen_running - other.born if other.seen_running else None
-                    self.track(other.item, self.schedule.replan(now - other.born, seen))
+                    self.track(other.item, self.schedule.replan(now - other.born, other.seen()))
 
     def _record(self, item: Item, duration: float) -> None:
         """Keep a success's duration for later runs in this folder (`store.durations`)."""
