@@ -1,7 +1,9 @@
 """Polls a task and how late its end is noticed, for minutes-long generations, in one run: the
 engine's poll schedule (fresh folder, and with the folder's record of earlier durations) against
 a fixed 10 s cadence. Pure simulation of the schedule's own code on a simulated clock (the one in
-tests/test_poll_schedule.py): creates 0.5 s apart (kie's cap of 20 per 10 s), durations uniform.
+tests/test_poll_schedule.py): creates 0.5 s apart (kie's cap of 20 per 10 s), durations uniform
+and independent (the hard case for a watch of the oldest: a young task may end first); the
+record is 50 durations of an earlier night of the same spread.
 
     python bench/polls.py
 """
@@ -20,7 +22,7 @@ from tests.test_poll_schedule import simulate
 
 CASES = ((60.0, 180.0), (120.0, 240.0), (300.0, 600.0))
 SIZES = (10, 50, 500)
-SEEDS = 3
+SEEDS = 5
 
 
 def fixed(durations: list[float], every: float = 10.0) -> tuple[float, float, float]:
@@ -38,7 +40,7 @@ def main() -> None:
             for seed in range(SEEDS):
                 rng = random.Random(seed * 7919 + n)
                 durations = [rng.uniform(low, high) for _ in range(n)]
-                prior = [rng.uniform(low, high) for _ in range(20)]
+                prior = [rng.uniform(low, high) for _ in range(50)]
                 rows["fixed"].append(fixed(durations))
                 for name, given in (("fresh", ()), ("record", prior)):
                     o = simulate(durations, apart=0.5, prior=given)
@@ -50,6 +52,22 @@ def main() -> None:
                              f"{max(r[2] for r in got):5.0%}")
             print(f"{f'{low / 60:g}-{high / 60:g} min, {n} tasks':<22} " + " ".join(f"{c:>22}" for c in cells))
     print("goals: fresh <= 3 polls a task, mean lag <= 15%, max <= 30% (or 10 s); with a record <= 2.5 polls")
+    print()
+    print("50 tasks of 2-4 min, other nights:")
+    others = (("ending in the order made (a queue), fresh", True, None),
+              ("a record 3x slower than tonight", False, 3.0),
+              ("a record 3x faster than tonight", False, 1 / 3))
+    for name, ordered, factor in others:
+        got = []
+        for seed in range(SEEDS):
+            rng = random.Random(seed * 7919 + 50)
+            durations = [rng.uniform(120.0, 240.0) for _ in range(50)]
+            durations = sorted(durations) if ordered else durations
+            prior = [factor * rng.uniform(120.0, 240.0) for _ in range(50)] if factor else []
+            o = simulate(durations, apart=0.5, prior=prior)
+            got.append((o.polls, o.mean_lag, max(o.lags)))
+        print(f"  {name:<44} {sum(r[0] for r in got) / SEEDS:5.2f} {sum(r[1] for r in got) / SEEDS:5.0%} "
+              f"{max(r[2] for r in got):5.0%}")
 
 
 if __name__ == "__main__":
