@@ -22,7 +22,9 @@ from collections.abc import Sequence
 from batch_engine.config import PollSettings
 
 FIRST_CHECK = 3.0       # seconds (scaled): the first check of a task before any news
-CHECK_GAP = 2.0         # ... and checks at least this many seconds (scaled) apart before news
+CHECK_GAP = 2.0         # ... and checks at least this many seconds (scaled) apart before news ...
+WATCH_GAP = 10.0        # ... or this many for a watch of a few, which must not spend its budget
+                        # early (a task ended this soon is still noticed within 10 s)
 GROWTH = 0.26           # checks at gaps of this share of the task's age (0.3 would meet the notice
                         # target exactly, leaving nothing for the time a poll takes)
 NEWS_FALLBACK = 300.0   # seconds (scaled): without news, a task this old is polled regardless
@@ -197,8 +199,8 @@ class PollSchedule:
             return FIRST_CHECK * scale - age
         if age >= NEWS_FALLBACK * scale - EPSILON:  # no news this late: every task on its own chain
             return max(min_gap, GROWTH * age)
-        growth, _, _ = watch(len(self._births) + self.to_create)
-        return max(CHECK_GAP * scale, growth * age)
+        growth, _, sample = watch(len(self._births) + self.to_create)
+        return max((CHECK_GAP if sample else WATCH_GAP) * scale, growth * age)
 
     def replan(self, age: float, seen: float | None = None) -> float:
         """At the first news: seconds until a task in flight should be looked at (0: now, as it
