@@ -300,13 +300,13 @@ def test_the_tail_of_a_big_batch_is_looked_at_closely():
 
 
 def test_a_record_sets_the_first_look_with_a_net_before_it():
-    """With 64 durations of 2-4 min on record, every task is first looked at 1.2x the earliest
-    finish they predict; before that only the oldest task is, at ages from 1/16 of it, growing
+    """With 64 durations of 2-4 min on record, every task is first looked at 1.26x the earliest
+    finish they predict (one step of its chain); before that only the oldest task is, at ages from 1/16 of it, growing
     by a factor of 1.41."""
     schedule = PollSchedule(PollSettings())
     assert schedule.use_prior(batch(3, 64, 120)) is True
     first = schedule.first_look()
-    assert first is not None and 1.1 * 115 <= first <= 1.2 * 120
+    assert first is not None and 1.2 * 115 <= first <= 1.26 * 120
     for born in (0.0, 0.5, 1.0):
         schedule.started(born)
     looks, age = [], 0.0
@@ -321,9 +321,9 @@ def test_a_record_sets_the_first_look_with_a_net_before_it():
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_record_meets_the_targets_for_minutes_long_generations(seed):
     """50 tasks of 2-4 min with the folder's record of 64 from an earlier run of the same model
-    and settings: about 2.5 polls a task (measured 2.4-2.8), every task noticed in time."""
+    and settings: at most about 2.5 polls a task (measured 2.1-2.5), every task noticed in time."""
     outcome = simulate(batch(seed, 50, 120), apart=0.5, prior=batch(1000 + seed, 64, 120))
-    assert outcome.polls <= 2.9, outcome.polls
+    assert outcome.polls <= 2.6, outcome.polls
     assert outcome.worst <= 1.0, outcome.worst
     assert outcome.mean_lag <= 0.15, outcome.mean_lag
 

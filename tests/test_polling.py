@@ -74,7 +74,7 @@ def test_a_folder_remembers_how_long_generations_took(serve, tmp_path):
     nightly re-run of a few failures) starts its schedule from them: 20 generations of 2-4 min
     (on a clock twenty times faster), all at once, cost about as many polls, and every task is
     noticed within its target, which a fresh folder's watch of its oldest need not manage (measured:
-    2.4 polls a task and the latest 0.1-0.2 s past the target, then 2.2-2.4 and all in time)."""
+    2.4-2.5 polls a task and the latest up to 0.2 s past the target, then 2.2-2.4 and all in time)."""
     scale = 0.05
     served = serve(gen_time=(120 * scale, 240 * scale), rate=Rate(1000, 1.0))
     out = tmp_path / "out"

@@ -37,6 +37,8 @@ LEAD = 8                # ... the LEAD-th oldest task in flight (a few straggler
 FIRST_FACTOR = 1.0      # with news: first poll at this share of the earliest finish expected ...
 SURE = 32               # ... rising, as more durations are seen, up to this many, ...
 SURE_FACTOR = 1.2       # ... to this share of it
+RECORD_FACTOR = 1.0 + GROWTH  # ... or, with the folder's record (whole nights, not the fastest
+                        # few so far), one step of a chain from it: a task ending then is in time
 MIN_GAP = 2.5           # seconds (scaled): with news, never poll one task more often than this (a
                         # little under the 3 s the notice target allows, for the time a poll takes)
 TAIL_TASKS = 8          # the tail: nothing left to create and at most this many tasks in flight ...
@@ -74,14 +76,14 @@ def duration_of(said: float | None, seen: float | None, noticed: float, skew: fl
     return seen if seen is not None else noticed / (1 + GROWTH)
 
 
-def earliest_finish(durations: Sequence[float]) -> tuple[float, float]:
+def earliest_finish(durations: Sequence[float], sure: float = SURE_FACTOR) -> tuple[float, float]:
     """From durations seen: the earliest finish expected (the shortest, lowered by the gap a
     sample of this size leaves below its minimum: for a uniform spread, (max - min) / (n - 1)),
-    and the age of a task's first poll, from 1x that up to 1.2x as more durations come in."""
+    and the age of a task's first poll, from 1x that up to `sure` times it as more come in."""
     low, high, n = min(durations), max(durations), len(durations)
     earliest = low if n < 2 else max(low - (high - low) / (n - 1), 0.5 * low)
     trust = min(1.0, (n - 1) / (SURE - 1))
-    return earliest, earliest * (FIRST_FACTOR + (SURE_FACTOR - FIRST_FACTOR) * trust)
+    return earliest, earliest * (FIRST_FACTOR + (sure - FIRST_FACTOR) * trust)
 
 
 def net_look(age: float, first: float) -> float:
@@ -167,7 +169,8 @@ class PollSchedule:
         """The estimates every check reads: from this batch's durations and the record while it
         holds (durations change only through observe, use_prior and the doubt in should_poll)."""
         seen = [*self._durations, *self._prior]
-        self._earliest, self._first = earliest_finish(seen) if seen else (None, None)
+        sure = RECORD_FACTOR if self._prior else SURE_FACTOR
+        self._earliest, self._first = earliest_finish(seen, sure) if seen else (None, None)
 
     def expected(self) -> float | None:
         """The earliest a task of this batch is likely to finish (None before any news)."""
