@@ -4,11 +4,12 @@ tasks that finished.
 Until a batch has news (its first success) it spends about one poll a task, on its oldest tasks:
 a batch of a few hundred affords a rotating sample of them at ages a tenth apart; a smaller one
 a watch of its oldest few at ages 26% apart, the rest waiting, since tasks made together take
-similar times. From the news on, every task is polled from the earliest finish expected, at gaps
-of 26% of its age. Durations of earlier runs in the folder (the *record*) stand for the news
-from the start, with a net of a few looks at the oldest before the earliest they predict, and
-are dropped as soon as tonight's batch disagrees: a first finish well before them, or none long
-after. docs/design.md gives the numbers and why; tests/test_poll_schedule.py and bench/polls.py
+similar times; past a fallback age, every task on its own chain. From the news on, every task is
+polled from the earliest finish expected, at gaps of 26% of its age. Durations of earlier runs
+in the folder (the *record*) stand for the news from the start, with a net of a few looks at the
+oldest before the earliest they predict, and are dropped as soon as tonight's batch disagrees: a
+first finish well before them, or none long after.
+docs/design.md gives the numbers and why; tests/test_poll_schedule.py and bench/polls.py
 simulate batches against them.
 """
 
@@ -27,7 +28,10 @@ WATCH_GAP = 10.0        # ... or this many for a watch of a few, which must not 
                         # early (a task ended this soon is still noticed within 10 s)
 GROWTH = 0.26           # checks at gaps of this share of the task's age (0.3 would meet the notice
                         # target exactly, leaving nothing for the time a poll takes)
-NEWS_FALLBACK = 300.0   # seconds (scaled): without news, a task this old is polled regardless
+NEWS_FALLBACK = 300.0   # seconds (scaled): without news, a task this old is polled regardless ...
+SAMPLE_FALLBACK = 600.0  # ... or this old, in a batch that samples at least SAMPLE_WIDE of its
+SAMPLE_WIDE = 4         # oldest a check (a few hundred tasks): the sample finds the first finish
+                        # without it, and a batch of 5-10 min is spared a look before any can end
 WATCH_BUDGET = 1.0      # before news: about this many polls a task of the batch, by the fallback age
 EFOLDS = math.log(NEWS_FALLBACK / FIRST_CHECK)  # ... spread evenly over the log of the age
 CHECK_GROWTH = 0.1      # a batch that affords it samples at checks this share of the age apart ...
@@ -57,6 +61,7 @@ NET_LOOKS = 8           # with a record, before its first look: the oldest task 
 NET_STEP = 2 ** 0.5     # many times, at ages this factor apart up to it (1/16 of it to 1/1.4)
 CALLBACK_FACTOR = 3.0   # with callbacks: the fallback poll waits this many expected durations
 CALLBACK_FALLBACK = 600.0  # seconds (scaled): the same before any duration is known
+RECENT = 512            # the latest this many of a batch's durations make its estimates
 EPSILON = 1e-3          # seconds: a check due at an age is taken as at that age (float rounding)
 SKEW = 2.0              # seconds (scaled): how far the provider's clock and ours may disagree on a duration
 
@@ -114,7 +119,7 @@ class PollSchedule:
     def __init__(self, settings: PollSettings, *, callbacks: bool = False) -> None:
         self.settings = settings
         self.callbacks = callbacks                         # tasks report their end themselves
-        self._durations: deque[float] = deque(maxlen=64)   # seconds, this batch's recent successes
+        self._durations: deque[float] = deque(maxlen=RECENT)  # seconds, this batch's recent successes
         self._prior: list[float] = []                      # the folder's record (sorted) while trusted
         self._births: list[float] = []                     # sorted creation times of tasks in flight
         self._earliest: float | None = None                # estimates: set by _estimate() only
@@ -200,7 +205,7 @@ class PollSchedule:
             return net_look(age, first) - age
         if age < FIRST_CHECK * scale - EPSILON:
             return FIRST_CHECK * scale - age
-        if age >= NEWS_FALLBACK * scale - EPSILON:  # no news this late: every task on its own chain
+        if age >= self._fallback() - EPSILON:  # no news this late: every task on its own chain
             return max(min_gap, GROWTH * age)
         growth, _, sample = watch(len(self._births) + self.to_create)
         return max((CHECK_GAP if sample else WATCH_GAP) * scale, growth * age)
@@ -219,7 +224,7 @@ class PollSchedule:
         `seen` (None: never polled): poll it now? Before news only the oldest are (`watch`);
         `order` numbers the tasks as they came, breaking ties of age and turning the sample."""
         age = now - born
-        if self.callbacks or age >= NEWS_FALLBACK * self.settings.scale:
+        if self.callbacks or age >= self._fallback():
             return True
         if self._durations:  # a first poll waits for the first look the times seen give by now
             return seen is not None or self._first is None or age >= self._first - EPSILON
@@ -244,6 +249,13 @@ class PollSchedule:
             return False
         peers = bisect.bisect_right(births, cohort_from + EPSILON)
         return (order + check) % max(1, round(peers / per_check)) == 0
+
+    def _fallback(self) -> float:
+        """The age past which every task is polled on its own chain: NEWS_FALLBACK, or
+        SAMPLE_FALLBACK while a fresh batch, without news, samples its oldest."""
+        _, per_check, sample = watch(len(self._births) + self.to_create)
+        wide = sample and per_check >= SAMPLE_WIDE
+        return (SAMPLE_FALLBACK if wide else NEWS_FALLBACK) * self.settings.scale
 
     def _doubt(self, now: float) -> bool:
         """No news, yet the oldest tasks are past the record's median: tonight is slower."""
