@@ -14,13 +14,13 @@ import pytest
 from batch_engine.config import PollSettings
 from batch_engine.pacing.poll_schedule import (
     FIRST_CHECK,
-    NET_LOOKS,
     NEWS_FALLBACK,
     PRIOR_MIN,
     SAMPLE_FALLBACK,
     TAIL_AFTER,
     PollSchedule,
     duration_of,
+    net_looks,
     watch,
 )
 
@@ -318,21 +318,31 @@ def test_the_tail_of_a_big_batch_is_looked_at_closely():
 
 def test_a_record_sets_the_first_look_with_a_net_before_it():
     """With 64 durations of 2-4 min on record, every task is first looked at 1.26x the earliest
-    finish they predict (one step of its chain); before that only the oldest task is, at ages from 1/16 of it, growing
-    by a factor of 1.41."""
+    finish they predict (one step of its chain); before that only the oldest task is, at ages
+    from 1/16 of it, growing by a factor of 1.41 (in a batch of ten, 2)."""
     schedule = PollSchedule(PollSettings())
     assert schedule.use_prior(batch(3, 64, 120)) is True
     first = schedule.first_look()
     assert first is not None and 1.2 * 115 <= first <= 1.26 * 120
-    for born in (0.0, 0.5, 1.0):
-        schedule.started(born)
-    looks, age = [], 0.0
-    while age < first - 1e-6:
-        age += schedule.next_check(age)
-        looks.append(age)
-    assert looks == pytest.approx([first / 2 ** (j / 2) for j in range(8, -1, -1)])
+    for i in range(20):
+        schedule.started(0.5 * i)
+    assert net(schedule, first) == pytest.approx([first / 2 ** (j / 2) for j in range(8, -1, -1)])
     assert schedule.should_poll(first / 4, 0.0, 0, 3) and not schedule.should_poll(first / 4 + 0.5, 0.5, 1, 3)
     assert schedule.should_poll(first + 0.5, 0.5, 1, 5), "at the first look every task is polled"
+    for i in range(10, 20):  # a batch of ten shares fewer looks: four, a factor 2 apart
+        schedule.ended(0.5 * i)
+    assert net(schedule, first) == pytest.approx([first / 2 ** j for j in range(4, -1, -1)])
+
+
+def net(schedule: PollSchedule, first: float) -> list[float]:
+    """The ages at which the oldest task is looked at before a record's first look at `first`."""
+    looks, age = [], 0.0
+    for _ in range(100):  # bounded: the net has a few looks
+        if age >= first - 1e-6:
+            break
+        age += schedule.next_check(age)
+        looks.append(age)
+    return looks
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -345,26 +355,39 @@ def test_a_record_meets_the_targets_for_minutes_long_generations(seed):
     assert outcome.mean_lag <= 0.15, outcome.mean_lag
 
 
+@pytest.mark.parametrize("low, high", [(120, 240), (300, 600)])
+def test_a_record_makes_ten_tasks_of_minutes_cheap(low, high):
+    """Ten generations of 2-4 or 5-10 min with the folder's record: the net before its first
+    look shares four looks among them, so about 2.6 polls a task (measured 2.5-2.6 over eight
+    seeds; 3.0-3.1 with the eight looks a big batch takes), every task noticed in time."""
+    outcomes = [simulate(batch(seed, 10, low, high), apart=0.5, prior=batch(1000 + seed, 64, low, high))
+                for seed in SEEDS]
+    assert sum(o.polls for o in outcomes) / len(outcomes) <= 2.7
+    assert all(o.worst <= 1.0 for o in outcomes), [o.worst for o in outcomes]
+
+
 @pytest.mark.parametrize("n", [1, 5, 20])
 def test_a_record_makes_a_small_rerun_timely(n):
     """The nightly re-run of a few failures, all at once: with the record every task is noticed
     within 30%, at a handful of polls a task and the net's looks at the oldest, shared."""
     outcome = simulate(batch(n, n, 120), prior=batch(99, 64, 120))
     assert outcome.worst <= 1.0, outcome.worst
-    assert outcome.polls <= 4.0 + NET_LOOKS / n, outcome.polls
+    assert outcome.polls <= 4.0 + net_looks(n) / n, outcome.polls
 
 
+@pytest.mark.parametrize("n, mean", [(50, 0.2), (10, 0.4), (5, 0.5)])
 @pytest.mark.parametrize("faster", [3, 10])
-def test_a_night_much_faster_than_the_record_is_noticed_by_the_net(faster):
+def test_a_night_much_faster_than_the_record_is_noticed_by_the_net(faster, n, mean):
     """Tonight's generations take a third or a tenth of what the record says: the net's looks
-    at the oldest task, at ages doubling, see the first end; the record is dropped and tonight's
-    durations take over. No task is noticed later than twice its generation time."""
+    at the oldest task see the first end; the record is dropped and tonight's durations take
+    over. No task is noticed later than twice its generation time; a small batch, whose net
+    has fewer looks, notices it later on average (measured 15-48% for 5-10 tasks)."""
     prior = [faster * d for d in batch(7, 64, 20)]
-    durations = batch(8, 50, 20)
+    durations = batch(8, n, 20)
     outcome = simulate(durations, apart=0.5, prior=prior)
     assert all(age <= 2.0 * d for age, d in zip(outcome.noticed, durations)), \
         max(age / d for age, d in zip(outcome.noticed, durations))
-    assert outcome.mean_lag <= 0.2, outcome.mean_lag
+    assert outcome.mean_lag <= mean, outcome.mean_lag
 
 
 def test_a_night_much_slower_than_the_record_drops_it():

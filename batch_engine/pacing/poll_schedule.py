@@ -58,7 +58,9 @@ DOUBT_LEAD = 8          # no news while this many of the oldest (or all, if fewe
 DOUBT_AGE = 1.3         # record's median by this factor (a finish by then is noticed): a slower
                         # night (were it not, a chance of 1 in 256)
 NET_LOOKS = 8           # with a record, before its first look: the oldest task is looked at this
-NET_STEP = 2 ** 0.5     # many times, at ages this factor apart up to it (1/16 of it to 1/1.4)
+NET_SPAN = 16.0         # many times, at ages a constant factor apart from 1/NET_SPAN of it (1.41),
+NET_BUDGET = 0.4        # ... or at about this many looks a task of a small batch, at least
+NET_MIN = 3             # this many (a factor 2.5): a faster night is still seen in a few polls
 CALLBACK_FACTOR = 3.0   # with callbacks: the fallback poll waits this many expected durations
 CALLBACK_FALLBACK = 600.0  # seconds (scaled): the same before any duration is known
 RECENT = 512            # the latest this many of a batch's durations make its estimates
@@ -91,13 +93,19 @@ def earliest_finish(durations: Sequence[float], sure: float = SURE_FACTOR) -> tu
     return earliest, earliest * (FIRST_FACTOR + (sure - FIRST_FACTOR) * trust)
 
 
-def net_look(age: float, first: float) -> float:
+def net_look(age: float, first: float, looks: int = NET_LOOKS) -> float:
     """The next age after `age` in the net before a record's first look at `first`: first /
-    NET_STEP**j for j = NET_LOOKS ... 1, then `first` itself."""
-    look = first / NET_STEP ** NET_LOOKS
+    step**j for j = `looks` ... 1, then `first` itself, the step spanning NET_SPAN in `looks`."""
+    step = NET_SPAN ** (1 / looks)
+    look = first / NET_SPAN
     while look <= age + EPSILON and look < first:
-        look *= NET_STEP
+        look *= step
     return min(look, first) if look > age + EPSILON else age + EPSILON
+
+
+def net_looks(batch: int) -> int:
+    """How many looks the net takes for a batch of `batch` tasks: about NET_BUDGET a task."""
+    return max(NET_MIN, min(NET_LOOKS, round(NET_BUDGET * batch)))
 
 
 def watch(batch: int) -> tuple[float, int, bool]:
@@ -202,7 +210,7 @@ class PollSchedule:
             due = first if seen is None else max(first, (1 + GROWTH) * seen, seen + min_gap)
             return max(due - age, EPSILON)
         if first is not None:  # a record says it is too soon: the net, at ages doubling up to it
-            return net_look(age, first) - age
+            return net_look(age, first, net_looks(len(self._births) + self.to_create)) - age
         if age < FIRST_CHECK * scale - EPSILON:
             return FIRST_CHECK * scale - age
         if age >= self._fallback() - EPSILON:  # no news this late: every task on its own chain
