@@ -209,7 +209,7 @@ class PollSchedule:
             # the first look, then gaps of GROWTH of the age at the last poll, never under min_gap
             due = first if seen is None else max(first, (1 + GROWTH) * seen, seen + min_gap)
             return max(due - age, EPSILON)
-        if first is not None:  # a record says it is too soon: the net, at ages doubling up to it
+        if first is not None:  # a record says it is too soon: the net, at ages growing up to it
             return net_look(age, first, net_looks(len(self._births) + self.to_create)) - age
         if age < FIRST_CHECK * scale - EPSILON:
             return FIRST_CHECK * scale - age
@@ -259,8 +259,8 @@ class PollSchedule:
         return (order + check) % max(1, round(peers / per_check)) == 0
 
     def _fallback(self) -> float:
-        """The age past which every task is polled on its own chain: NEWS_FALLBACK, or
-        SAMPLE_FALLBACK while a fresh batch, without news, samples its oldest."""
+        """The age past which every task is polled on its own chain whatever the news:
+        NEWS_FALLBACK, or SAMPLE_FALLBACK in a batch big enough to sample SAMPLE_WIDE a check."""
         _, per_check, sample = watch(len(self._births) + self.to_create)
         wide = sample and per_check >= SAMPLE_WIDE
         return (SAMPLE_FALLBACK if wide else NEWS_FALLBACK) * self.settings.scale
