@@ -11,8 +11,9 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
-from batch_engine.config import Rate
+from batch_engine.config import PollSettings, Rate
 from batch_engine.pacing.create_gate import CreateGate
+from batch_engine.pacing.poll_schedule import PollSchedule
 from batch_engine.pipeline.context import Progress
 from batch_engine.report.live import live_display, progress_lines, render, snapshot
 from batch_engine.states import State
@@ -26,7 +27,8 @@ def a_run(tmp_path, n: int = 6):
     ledger.track(items)
     progress = Progress(ledger.counts)
     progress.total = n
-    poller = SimpleNamespace(ages=lambda now: [5.0])  # one task in flight, 5 s old
+    poller = SimpleNamespace(in_flight=lambda now: ([5.0], [None], [None]),  # one task in flight, 5 s old
+                             schedule=PollSchedule(PollSettings()))
     return SimpleNamespace(progress=progress, gate=CreateGate(Rate(20, 10.0)), poller=poller), ledger, items
 
 

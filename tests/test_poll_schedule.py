@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from batch_engine.config import PollSettings
+from batch_engine.pacing.eta import Eta, estimate
 from batch_engine.pacing.poll_schedule import (
     FIRST_CHECK,
     NEWS_FALLBACK,
@@ -31,6 +32,7 @@ class Outcome:
     lags: list[float]   # per task: (noticed - finished) / generation time
     worst: float        # the largest lag as a share of what the target allows: max(30%, 3 s)
     noticed: list[float]  # per task: its age when its end was seen
+    etas: list[tuple[float, float, Eta]]  # (share done, seconds that remained, the estimate then), if asked
 
     @property
     def mean_lag(self) -> float:
@@ -38,10 +40,11 @@ class Outcome:
 
 
 def simulate(durations: list[float], *, apart: float = 0.0, callbacks: bool = False,
-             prior: Sequence[float] = ()) -> Outcome:
+             prior: Sequence[float] = (), eta_every: float = 0.0) -> Outcome:
     """Tasks created `apart` seconds after one another (0: all at once), each finishing after its
     duration, checked as the poller checks them (told what is left to create, the tail, when
-    each was last seen running), on a simulated clock; `prior`: durations of earlier runs."""
+    each was last seen running), on a simulated clock; `prior`: durations of earlier runs;
+    `eta_every`: the ETA, as the live panel makes it, every this many seconds (0: none)."""
     n = len(durations)
     born = [i * apart for i in range(n)]
     schedule = PollSchedule(PollSettings(), callbacks=callbacks)
@@ -49,17 +52,32 @@ def simulate(durations: list[float], *, apart: float = 0.0, callbacks: bool = Fa
     heap = [(born[i], i, -1) for i in range(n)]  # (time, task, plan); plan -1: the create
     gen, checks, polls, seen = [0] * n, [0] * n, [0] * n, [None] * n
     lags, worst, noticed, open_ = [0.0] * n, [0.0] * n, [0.0] * n, set()
+    done, seen_durations, etas, sample_at, due = 0, [], [], eta_every, [0.0] * n
+
+    def plan(at: float, j: int) -> None:
+        """Task `j`'s next check at time `at` (the poller's heap; `due` for the ETA)."""
+        due[j] = at
+        heapq.heappush(heap, (at, j, gen[j]))
+
     for _ in range(1_000_000):  # bounded; every step moves a task forward in time
         if not heap:
             break
-        now, i, plan = heapq.heappop(heap)
+        now, i, step = heapq.heappop(heap)
+        while eta_every and sample_at <= now:  # the ETA between events: what it says at `sample_at`
+            eta = estimate(to_create=n - bisect.bisect_right(born, sample_at), cap_per_second=1 / max(apart, 1e-3),
+                           ages=[sample_at - born[j] for j in open_], seen=[seen[j] for j in open_],
+                           due=[due[j] - born[j] for j in open_], durations=seen_durations or list(prior),
+                           notice=schedule.noticed)
+            if eta is not None:
+                etas.append((done / n, sample_at, eta))
+            sample_at += eta_every
         schedule.to_create = n - bisect.bisect_right(born, now)
-        if plan == -1:
+        if step == -1:
             open_.add(i)
             schedule.started(born[i])
-            heapq.heappush(heap, (now + schedule.next_check(0.0), i, gen[i]))
+            plan(now + schedule.next_check(0.0), i)
             continue
-        if plan != gen[i] or i not in open_:
+        if step != gen[i] or i not in open_:
             continue
         checks[i] += 1
         age = now - born[i]
@@ -69,17 +87,20 @@ def simulate(durations: list[float], *, apart: float = 0.0, callbacks: bool = Fa
                 open_.discard(i)
                 schedule.ended(born[i])
                 lags[i], noticed[i] = (age - durations[i]) / durations[i], age
+                done += 1
+                seen_durations.append(durations[i])
                 worst[i] = (age - durations[i]) / max(0.3 * durations[i], 3.0)
                 if schedule.observe(durations[i]):  # news: re-plan every task in flight
                     for j in open_:
                         gen[j] += 1
-                        heapq.heappush(heap, (now + schedule.replan(now - born[j], seen[j]), j, gen[j]))
+                        plan(now + schedule.replan(now - born[j], seen[j]), j)
                 continue
             seen[i] = age
         tail = schedule.tail(len(open_))
-        heapq.heappush(heap, (now + schedule.next_check(age, tail=tail, seen=seen[i]), i, gen[i]))
+        plan(now + schedule.next_check(age, tail=tail, seen=seen[i]), i)
     assert not open_, "the simulation ran out of steps"
-    return Outcome(sum(polls) / n, lags, max(worst), noticed)
+    end = max(born[i] + noticed[i] for i in range(n))
+    return Outcome(sum(polls) / n, lags, max(worst), noticed, [(share, end - at, eta) for share, at, eta in etas])
 
 
 def batch(seed: int, n: int, low: float, high: float | None = None) -> list[float]:

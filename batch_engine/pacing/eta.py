@@ -7,16 +7,21 @@ model is a survival curve that counts the tasks still in flight as "longer than 
 (Kaplan-Meier), continued past the longest time seen at the slope it had, until no task is left.
 A task of age a then ends when the curve, taken from a on, falls by the share asked. The batch
 ends when its last task does: of n tasks left, about the n/(n+1) share, for those in flight and
-for the last create (spaced by the cap) alike. The range runs from the middle of the curve to
-its end, widened while few times are known.
+for the last create (spaced by the cap) alike. A task's end counts when the poller sees it: at
+the first of its looks after the end (`notice`, the poll schedule's own, walked for the few
+tasks that may end last). The range runs from the middle of the curve to its end, widened while
+few times are known.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+Notice = Callable[[float, "float | None", float], float]  # (age it ends at, next look, age now) -> age seen done
+LAST_FEW = 32  # the tasks, by when they should end, whose looks are walked to find when the last is seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +48,7 @@ class Curve:
             self.left.append(share)
         first, last = self.times[0], self.times[-1]
         self.tail = self.left[-1]                                      # still going after the longest seen
-        width = last - first if last > first else max(last, 1.0) * 0.25
+        width = max(last - first, 0.25 * last)  # a few close times seen: not a cliff after them
         self.slope = (1 - self.tail) / width if self.tail < 1 else 1 / width  # share per second, kept in the tail
         self.end = last + self.tail / self.slope                         # when the last one should be done
 
@@ -70,25 +75,46 @@ class Curve:
 
 
 def estimate(*, to_create: int, cap_per_second: float, ages: Sequence[float], durations: Sequence[float],
-             downloading: int = 0) -> Eta | None:
-    """The time left, or None while nothing is known (no generation seen yet, nor recorded)."""
+             downloading: int = 0, seen: Sequence[float | None] = (), due: Sequence[float | None] = (),
+             notice: Notice | None = None) -> Eta | None:
+    """The time left, or None while nothing is known (no generation seen yet, nor recorded).
+    Beside `ages`, per task: `seen`, its age when last seen running, and `due`, the age of its
+    next planned look (None: not known); `notice`: when the poller sees an end that happens at
+    an age, from that look on (None: at once, as with callbacks)."""
     if not to_create and not ages:
         return Eta(0.0, 1.0, 2.0) if downloading else Eta(0.0, 0.0, 0.0)
     if not durations:
         return None
-    curve = Curve(durations, ages)
+    seen, due = _padded(seen, len(ages)), _padded(due, len(ages))
+    # with polls, a task is known to run only up to the age it was last seen running (it may
+    # have ended since, unseen); with callbacks, up to its age
+    alive = list(ages) if notice is None else [0.0 if last is None else min(last, age)
+                                               for age, last in zip(ages, seen, strict=True)]
+    curve = Curve(durations, alive)
     waiting = len(ages) + to_create
     last_create = to_create / max(cap_per_second, 1e-6)
 
     def end(share: float) -> float:
-        ends = [curve.remaining(age, share) for age in ages]
+        """Seconds until the last task is seen done, each ending at `share` of its curve:
+        per task, the age it ends at, its age now and its next look (the last to create:
+        its age now is minus the wait for its create)."""
+        tasks = [(known + curve.remaining(known, share), age, look)
+                 for known, age, look in zip(alive, ages, due, strict=True)]
         if to_create:
-            ends.append(last_create + curve.remaining(0.0, share))
-        return max(ends)
+            tasks.append((curve.remaining(0.0, share), -last_create, None))
+        tasks.sort(key=lambda task: task[0] - task[1], reverse=True)
+        if notice is None:
+            return tasks[0][0] - tasks[0][1]
+        return max(notice(ends, look, max(age, 0.0)) - age for ends, age, look in tasks[:LAST_FEW])
 
     middle = end(waiting / (waiting + 1))
     spread = _spread(len(durations))
     return Eta(min(middle, end(0.5)) * (1 - spread), middle, max(middle, end(0.999)) * (1 + spread))
+
+
+def _padded(values: Sequence[float | None], n: int) -> list[float | None]:
+    """`values` as a list of `n`, None where not given."""
+    return [*values[:n], *[None] * (n - len(values))]
 
 
 def _spread(samples: int) -> float:

@@ -64,6 +64,7 @@ NET_MIN = 3             # this many (a factor 2.5): a faster night is still seen
 CALLBACK_FACTOR = 3.0   # with callbacks: the fallback poll waits this many expected durations
 CALLBACK_FALLBACK = 600.0  # seconds (scaled): the same before any duration is known
 RECENT = 512            # the latest this many of a batch's durations make its estimates
+WALK = 256              # looks walked at most to find when an end is seen (the ETA's)
 EPSILON = 1e-3          # seconds: a check due at an age is taken as at that age (float rounding)
 SKEW = 2.0              # seconds (scaled): how far the provider's clock and ours may disagree on a duration
 
@@ -217,6 +218,20 @@ class PollSchedule:
             return max(min_gap, GROWTH * age)
         growth, _, sample = watch(len(self._births) + self.to_create)
         return max((CHECK_GAP if sample else WATCH_GAP) * scale, growth * age)
+
+    def noticed(self, ends: float, due: float | None, age: float) -> float:
+        """The age at which a task `age` seconds old, next looked at at age `due` (None: now),
+        is seen done if it ends at age `ends`: its looks walked from that one, as the ETA counts
+        a video when it is seen. In the tail, the looks are the tail's."""
+        if self.callbacks:
+            return max(ends, age)
+        look = max(age if due is None else due, age)
+        tail = self.tail(len(self._births))
+        for _ in range(WALK):  # bounded: the gaps grow with the age, never under MIN_GAP
+            if look >= ends - EPSILON:
+                break
+            look += self.next_check(look, tail=tail, seen=look)
+        return max(look, ends)
 
     def replan(self, age: float, seen: float | None = None) -> float:
         """At the first news: seconds until a task in flight should be looked at (0: now, as it

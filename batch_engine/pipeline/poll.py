@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 class _Tracked:
     """What the poller keeps of one task in flight."""
 
-    __slots__ = ("born", "checks", "errors", "generation", "item", "order", "seen_running")
+    __slots__ = ("born", "checks", "due", "errors", "generation", "item", "order", "seen_running")
 
     def __init__(self, item: Item, born: float, order: int) -> None:
         self.item = item
@@ -47,6 +47,7 @@ class _Tracked:
         self.checks = 0           # checks so far
         self.errors = 0           # failed polls in a row
         self.seen_running = 0.0   # monotonic time of the last answer that said "in progress"
+        self.due = born           # monotonic time of its next planned check
 
     def seen(self) -> float | None:
         """The task's age when last seen running (None: not yet)."""
@@ -92,9 +93,12 @@ class Poller:
             log.info("polling: %d durations of earlier runs here (shortest %.0f s); every task is "
                      "first looked at %.0f s old", len(prior), min(prior), self.schedule.first_look() or 0.0)
 
-    def ages(self, now: float) -> list[float]:
-        """Seconds since each task followed now was created (the ETA's tasks in flight)."""
-        return [now - tracked.born for tracked in self._tracked.values()]
+    def in_flight(self, now: float) -> tuple[list[float], list[float | None], list[float | None]]:
+        """The ETA's tasks in flight: each one's age, its age when last seen running and the
+        age of its next planned check (None: not yet seen; the check is overdue: now)."""
+        tracked = list(self._tracked.values())
+        return ([now - t.born for t in tracked], [t.seen() for t in tracked],
+                [max(t.due, now) - t.born for t in tracked])
 
     def track(self, item: Item, delay: float | None = None) -> None:
         """Follow `item`'s task; look at it after `delay` seconds, or when the schedule says."""
@@ -108,7 +112,8 @@ class Poller:
         if delay is None:
             delay = self.schedule.next_check(now - tracked.born, tail=self._in_tail(), seen=tracked.seen())
         tracked.generation += 1
-        heapq.heappush(self._heap, (now + delay, next(self._order), tracked.generation, tracked))
+        tracked.due = now + delay
+        heapq.heappush(self._heap, (tracked.due, next(self._order), tracked.generation, tracked))
         self._wakeup.set()
 
     def _in_tail(self) -> bool:

@@ -55,9 +55,10 @@ def snapshot(run: Run, now: float | None = None) -> Snapshot:
     recent = sum(1 for t in reversed(progress.create_times) if now - t <= 60.0)
     cap = run.gate.cap_per_minute()
     counts = {state: n for state, n in progress.counts.items() if n}
-    eta = estimate(to_create=progress.to_create(), cap_per_second=cap / 60.0, ages=run.poller.ages(now),
+    ages, seen, due = run.poller.in_flight(now)
+    eta = estimate(to_create=progress.to_create(), cap_per_second=cap / 60.0, ages=ages, seen=seen, due=due,
                    durations=list(progress.durations) or progress.prior,
-                   downloading=progress.counts.get(State.DOWNLOADING, 0))
+                   downloading=progress.counts.get(State.DOWNLOADING, 0), notice=run.poller.schedule.noticed)
     return Snapshot(counts, progress.total, recent, cap, now - progress.started, eta,
                     float(progress.stats.credits_spent), progress.stats.rate_limited)
 
