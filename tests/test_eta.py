@@ -32,6 +32,18 @@ def test_tasks_in_flight_end_when_generations_of_their_age_do():
     assert done_soon is not None and done_soon.middle < 60
 
 
+def test_a_last_finish_few_were_known_to_reach_does_not_end_the_curve():
+    # fifteen tasks in flight, last seen running at 128-135 s; one finish at 136 s, reached by
+    # itself alone as far as is known: the curve does not fall to nothing there (half the batch
+    # is still going), so the tasks in flight are not taken as done in seconds
+    durations = [66.0, 67, 74, 82, 93, 96, 97, 111, 113, 120, 120, 123, 127, 128, 136]
+    last_seen = [128.0] * 6 + [129.0, 130, 131, 132, 133, 134, 134, 135, 135.5]
+    ages = [age + 4 for age in last_seen]
+    eta = estimate(to_create=0, cap_per_second=2, ages=ages, durations=durations, seen=last_seen,
+                   due=[age + 30 for age in last_seen], notice=lambda ends, due, age: max(ends, due or age))
+    assert eta is not None and eta.middle > 35  # the last would end about 175 s old: some 40 s on
+
+
 def test_what_is_left_to_create_is_spaced_by_the_cap():
     seen = [60.0] * 20
     eta = estimate(to_create=200, cap_per_second=2, ages=[], durations=seen)
@@ -85,7 +97,7 @@ def test_for_minutes_long_generations_the_range_holds_what_remained(low, high):
     print(f"\n{low:g}-{high:g} s: {samples} samples, middle within 25% in {within / samples:.0%}, "
           f"range holds what remained in {covered / samples:.0%}")
     assert samples >= 100
-    assert covered >= 0.75 * samples and within >= 0.6 * samples
+    assert covered >= 0.85 * samples and within >= 0.6 * samples
 
 
 def test_no_seconds_are_shown_while_tasks_are_generating():

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 Notice = Callable[[float, "float | None", float], float]  # (age it ends at, next look, age now) -> age seen done
+MIN_AT_RISK = 5  # the curve stops at a time fewer tasks than this were known to reach (its tail goes on)
 LAST_FEW = 32  # the tasks, by when they should end, whose looks are walked to find when the last is seen
 
 
@@ -42,7 +43,10 @@ class Curve:
         share = 1.0
         for t in sorted(set(events)):
             ended = bisect.bisect_right(events, t) - bisect.bisect_left(events, t)
-            at_risk = len(events) - bisect.bisect_left(events, t) + len(censored) - bisect.bisect_left(censored, t)
+            going = len(censored) - bisect.bisect_left(censored, t)
+            at_risk = len(events) - bisect.bisect_left(events, t) + going
+            if self.times and at_risk < MIN_AT_RISK and going < len(censored):
+                break  # too few left to tell, while tasks are in flight: the tail carries on instead
             share *= 1 - ended / max(at_risk, ended)
             self.times.append(t)
             self.left.append(share)
