@@ -9,6 +9,7 @@ import logging
 import time
 from types import SimpleNamespace
 
+import pytest
 from rich.console import Console
 
 from batch_engine.config import PollSettings, Rate
@@ -45,6 +46,24 @@ def test_counts_follow_every_ledger_change_without_a_scan(tmp_path):
     assert s.done == 1 and s.total == 6 and s.creates_per_minute == 2 and s.cap_per_minute == 120
     assert s.eta is not None and s.eta.middle > 35  # 4 creates at 2/s, then a generation of 30-40 s
     assert s.eta.low <= s.eta.middle <= s.eta.high
+    ledger.close()
+
+
+def test_with_callbacks_a_task_is_known_to_run_up_to_its_age(tmp_path):
+    run, ledger, items = a_run(tmp_path, n=1)
+    ledger.apply(items[0], changes.sending(items[0]))
+    ledger.apply(items[0], changes.created("t"))  # nothing left to create
+    run.progress.durations.extend(50.0 + i for i in range(100))  # 50..149 s
+    # one task 100 s old, never polled, its next look at 140 s: with polls, it may have ended
+    # unseen and is seen done at that look; with callbacks, it runs still (half of those that
+    # reach 100 s end by about 125 s) and is told as it ends
+    run.poller.in_flight = lambda now: ([100.0], [None], [140.0])
+    polled = snapshot(run).eta
+    run.poller.schedule = PollSchedule(PollSettings(), callbacks=True)
+    told = snapshot(run).eta
+    assert polled is not None and told is not None
+    assert polled.middle == pytest.approx(40.0)  # at the look
+    assert 15 < told.middle < 40
     ledger.close()
 
 

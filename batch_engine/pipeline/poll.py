@@ -94,8 +94,8 @@ class Poller:
                      "first looked at %.0f s old", len(prior), min(prior), self.schedule.first_look() or 0.0)
 
     def in_flight(self, now: float) -> tuple[list[float], list[float | None], list[float | None]]:
-        """The ETA's tasks in flight: each one's age, its age when last seen running and the
-        age of its next planned check (None: not yet seen; the check is overdue: now)."""
+        """The ETA's tasks in flight: each one's age, its age when last seen running (None: not
+        yet) and the age of its next planned check (its age now, when that check is overdue)."""
         tracked = list(self._tracked.values())
         return ([now - t.born for t in tracked], [t.seen() for t in tracked],
                 [max(t.due, now) - t.born for t in tracked])

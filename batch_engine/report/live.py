@@ -56,9 +56,11 @@ def snapshot(run: Run, now: float | None = None) -> Snapshot:
     cap = run.gate.cap_per_minute()
     counts = {state: n for state, n in progress.counts.items() if n}
     ages, seen, due = run.poller.in_flight(now)
+    schedule = run.poller.schedule  # with callbacks, a task is known to run up to its age, its end told at once
     eta = estimate(to_create=progress.to_create(), cap_per_second=cap / 60.0, ages=ages, seen=seen, due=due,
                    durations=list(progress.durations) or progress.prior,
-                   downloading=progress.counts.get(State.DOWNLOADING, 0), notice=run.poller.schedule.noticed)
+                   downloading=progress.counts.get(State.DOWNLOADING, 0),
+                   notice=None if schedule.callbacks else schedule.noticed)
     return Snapshot(counts, progress.total, recent, cap, now - progress.started, eta,
                     float(progress.stats.credits_spent), progress.stats.rate_limited)
 
