@@ -10,7 +10,7 @@ import time
 import pytest
 
 from batch_engine.config import PollSettings
-from batch_engine.pacing.eta import Eta, describe, estimate
+from batch_engine.pacing.eta import Curve, Eta, describe, estimate
 from batch_engine.pacing.poll_schedule import PollSchedule
 from tests.conftest import FAST, cli_env, start_cli, stop, write_manifest
 from tests.test_poll_schedule import simulate
@@ -42,6 +42,17 @@ def test_a_last_finish_few_were_known_to_reach_does_not_end_the_curve():
     eta = estimate(to_create=0, cap_per_second=2, ages=ages, durations=durations, seen=last_seen,
                    due=[age + 30 for age in last_seen], notice=lambda ends, due, age: max(ends, due or age))
     assert eta is not None and eta.middle > 35  # the last would end about 175 s old: some 40 s on
+
+
+def test_the_age_by_which_a_share_is_left_is_the_first_time_the_curve_is_at_or_below_it():
+    rng = random.Random(3)
+    for _ in range(300):  # bounded; times drawn whole, so ties are common
+        curve = Curve([round(rng.uniform(1, 100)) for _ in range(rng.randint(1, 40))],
+                      [rng.uniform(0, 120) for _ in range(rng.randint(0, 40))])
+        for share in [rng.random() for _ in range(5)] + curve.left:
+            first = next((t for t, left in zip(curve.times, curve.left, strict=True) if left <= share), None)
+            assert curve.age_at(share) == (first if first is not None else
+                                           curve.times[-1] + (curve.tail - share) / curve.slope)
 
 
 def test_what_is_left_to_create_is_spaced_by_the_cap():

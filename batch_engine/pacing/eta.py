@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -65,8 +66,8 @@ class Curve:
 
     def age_at(self, share: float) -> float:
         """The age by which only `share` of generations are still going."""
-        at = next((i for i, left in enumerate(self.left) if left <= share), None)
-        if at is not None:
+        at = bisect.bisect_left(self.left, -share, key=operator.neg)  # the first at or below `share`
+        if at < len(self.left):
             return self.times[at]
         return self.times[-1] + (self.tail - share) / self.slope
 
