@@ -146,7 +146,7 @@ def test_status_works_while_a_run_goes_on(serve, tmp_path):
     table = run_cli("status", str(out), env=cli_env(served))
     assert table.returncode == 0
     assert "failures by reason" in table.stdout and "[501]" in table.stdout
-    assert "generation: median" in table.stdout and "videos in" in table.stdout
+    assert "create to saved video: median" in table.stdout and "videos in" in table.stdout
 
 
 def test_redo_asks_on_a_terminal_and_creates_only_after_yes(serve, tmp_path):

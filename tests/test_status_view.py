@@ -30,7 +30,7 @@ def test_the_view_counts_groups_times_and_lists_what_is_not_done(tmp_path):
     assert "12 x [501] generation failed" in text and "(worth a retry)" in text and "\x1b[31m" not in text
     assert "sku-100, sku-101" in text and "and 4 more" in text  # eight ids shown, four more
     assert "1 x [422] bad image" in text
-    assert "generation: median 104 s, slowest 109 s (sku-9)" in text  # 100..109 s
+    assert "create to saved video: median 104 s, slowest 109 s (sku-9)" in text  # 100..109 s
     assert "credits: 125 spent on 10 task(s)" in text
     assert "10 file(s), 10.0 MB" in text
     assert "16 item(s) not done" in text and "... and 11 more (use --json for all)" in text

@@ -98,7 +98,7 @@ def status_view(out: str | os.PathLike[str], items: Iterable[Item], console: Con
         done = g.states[State.SUCCEEDED]
         span = g.last_end - g.first_start if g.first_start is not None and g.last_end is not None else None
         rate = f", {done / span * 3600:.0f} videos an hour" if span and span > 0 and done else ""
-        console.print(f"generation: median {statistics.median(g.seconds):.0f} s, slowest {g.slowest[0]:.0f} s "
+        console.print(f"create to saved video: median {statistics.median(g.seconds):.0f} s, slowest {g.slowest[0]:.0f} s "
                       f"({escape(clean(g.slowest[1]))}){rate}", highlight=False)
     if g.credits:
         console.print(f"credits: {sum(g.credits):g} spent on {len(g.credits)} task(s) (as the provider reports)")
