@@ -52,7 +52,7 @@ def simulate(durations: list[float], *, apart: float = 0.0, callbacks: bool = Fa
     heap = [(born[i], i, -1) for i in range(n)]  # (time, task, plan); plan -1: the create
     gen, checks, polls, seen = [0] * n, [0] * n, [0] * n, [None] * n
     lags, worst, noticed, open_ = [0.0] * n, [0.0] * n, [0.0] * n, set()
-    done, seen_durations, etas, sample_at, due = 0, [], [], eta_every, [0.0] * n
+    seen_durations, etas, sample_at, due = [], [], eta_every, [0.0] * n
 
     def plan(at: float, j: int) -> None:
         """Task `j`'s next check at time `at` (the poller's heap; `due` for the ETA)."""
@@ -69,7 +69,7 @@ def simulate(durations: list[float], *, apart: float = 0.0, callbacks: bool = Fa
                            due=[due[j] - born[j] for j in open_], durations=seen_durations or list(prior),
                            notice=schedule.noticed)
             if eta is not None:
-                etas.append((done / n, sample_at, eta))
+                etas.append((len(seen_durations) / n, sample_at, eta))
             sample_at += eta_every
         schedule.to_create = n - bisect.bisect_right(born, now)
         if step == -1:
@@ -87,7 +87,6 @@ def simulate(durations: list[float], *, apart: float = 0.0, callbacks: bool = Fa
                 open_.discard(i)
                 schedule.ended(born[i])
                 lags[i], noticed[i] = (age - durations[i]) / durations[i], age
-                done += 1
                 seen_durations.append(durations[i])
                 worst[i] = (age - durations[i]) / max(0.3 * durations[i], 3.0)
                 if schedule.observe(durations[i]):  # news: re-plan every task in flight

@@ -55,7 +55,6 @@ class Curve:
         self.tail = self.left[-1]                                      # still going after the longest seen
         width = max(last - first, 0.25 * last)  # a few close times seen: not a cliff after them
         self.slope = (1 - self.tail) / width if self.tail < 1 else 1 / width  # share per second, kept in the tail
-        self.end = last + self.tail / self.slope                         # when the last one should be done
 
     def going(self, age: float) -> float:
         """The share of generations still going at `age`."""
@@ -83,14 +82,15 @@ def estimate(*, to_create: int, cap_per_second: float, ages: Sequence[float], du
              downloading: int = 0, seen: Sequence[float | None] = (), due: Sequence[float | None] = (),
              notice: Notice | None = None) -> Eta | None:
     """The time left, or None while nothing is known (no generation seen yet, nor recorded).
-    Beside `ages`, per task: `seen`, its age when last seen running, and `due`, the age of its
-    next planned look (None: not known); `notice`: when the poller sees an end that happens at
-    an age, from that look on (None: at once, as with callbacks)."""
+    Beside `ages`, per task (or not given at all): `seen`, its age when last seen running, and
+    `due`, the age of its next planned look (None: not known); `notice`: when the poller sees an
+    end that happens at an age, from that look on (None: at once, as with callbacks)."""
     if not to_create and not ages:
         return Eta(0.0, 1.0, 2.0) if downloading else Eta(0.0, 0.0, 0.0)
     if not durations:
         return None
-    seen, due = _padded(seen, len(ages)), _padded(due, len(ages))
+    seen = list(seen) or [None] * len(ages)
+    due = list(due) or [None] * len(ages)
     # with polls, a task is known to run only up to the age it was last seen running (it may
     # have ended since, unseen); with callbacks, up to its age
     alive = list(ages) if notice is None else [0.0 if last is None else min(last, age)
@@ -115,11 +115,6 @@ def estimate(*, to_create: int, cap_per_second: float, ages: Sequence[float], du
     middle = end(waiting / (waiting + 1))
     spread = _spread(len(durations))
     return Eta(min(middle, end(0.5)) * (1 - spread), middle, max(middle, end(0.999)) * (1 + spread))
-
-
-def _padded(values: Sequence[float | None], n: int) -> list[float | None]:
-    """`values` as a list of `n`, None where not given."""
-    return [*values[:n], *[None] * (n - len(values))]
 
 
 def _spread(samples: int) -> float:

@@ -222,9 +222,8 @@ class PollSchedule:
     def noticed(self, ends: float, due: float | None, age: float) -> float:
         """The age at which a task `age` seconds old, next looked at at age `due` (None: now),
         is seen done if it ends at age `ends`: its looks walked from that one, as the ETA counts
-        a video when it is seen. In the tail, the looks are the tail's."""
-        if self.callbacks:
-            return max(ends, age)
+        a video when it is seen (with polls; a callback tells the end at once). In the tail, the
+        looks are the tail's."""
         look = max(age if due is None else due, age)
         tail = self.tail(len(self._births))
         for _ in range(WALK):  # bounded: the gaps grow with the age, never under MIN_GAP
