@@ -68,6 +68,22 @@ def test_the_range_narrows_as_times_come_in():
     assert (few.high - few.low) / few.middle > (many.high - many.low) / many.middle
 
 
+def test_a_tail_read_from_a_few_times_leaves_room_for_a_longer_one():
+    # five finishes close together (62-74 s) and fifteen tasks last seen running at 78 s: the tail
+    # continued at their slope ends them by about 100 s, but five times tell that slope only to
+    # within about half of itself, so the range reaches twice as far; with eighty such times, not
+    def eta(copies: int) -> Eta:
+        durations, ages = [62.0, 63, 67, 70, 74] * copies, [80.0] * 15 * copies
+        got = estimate(to_create=0, cap_per_second=2, ages=ages, durations=durations, seen=[78.0] * len(ages),
+                       due=[98.0] * len(ages), notice=lambda ends, due, age: max(ends, due or age))
+        assert got is not None
+        return got
+
+    few, many = eta(1), eta(16)
+    assert few.high > 2 * few.middle and few.low < 0.5 * few.middle
+    assert many.high < 1.3 * many.middle
+
+
 def test_an_end_counts_when_the_poller_would_see_it():
     durations = [100.0 + i for i in range(20)]  # 100..119 s: a task of 90 s ends in 10-29 s
     schedule = PollSchedule(PollSettings())

@@ -10,7 +10,8 @@ ends when its last task does: of n tasks left, about the n/(n+1) share, for thos
 for the last create (spaced by the cap) alike. A task's end counts when the poller sees it: at
 the first of its looks after the end (`notice`, the poll schedule's own, walked for the few
 tasks that may end last). The range runs from the middle of the curve to its end, widened while
-few times are known.
+few times are known: the tail's slope, read from k times, is known to about 1/sqrt(k) of itself,
+so the range's ends take the tail that much steeper and shallower.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 Notice = Callable[[float, "float | None", float], float]  # (age it ends at, next look, age now) -> age seen done
 MIN_AT_RISK = 5  # the curve stops at a time fewer tasks than this were known to reach (its tail goes on)
+MAX_DOUBT = 0.7  # the most of the slope seen the range takes off or adds (a tail read from one or two times)
 LAST_FEW = 32  # the tasks, by when they should end, whose looks are walked to find when the last is seen
 
 
@@ -35,9 +37,9 @@ class Eta:
 
 class Curve:
     """The share of generations still going at each age (Kaplan-Meier, tasks in flight censored),
-    with a straight tail after the longest time seen."""
+    with a straight tail after the longest time seen, at `lean` times the slope the curve had."""
 
-    def __init__(self, durations: Sequence[float], ages: Sequence[float]) -> None:
+    def __init__(self, durations: Sequence[float], ages: Sequence[float], lean: float = 1.0) -> None:
         events, censored = sorted(durations), sorted(ages)
         self.times: list[float] = []
         self.left: list[float] = []   # the share still going just after each time
@@ -54,7 +56,8 @@ class Curve:
         first, last = self.times[0], self.times[-1]
         self.tail = self.left[-1]                                      # still going after the longest seen
         width = max(last - first, 0.25 * last)  # a few close times seen: not a cliff after them
-        self.slope = (1 - self.tail) / width if self.tail < 1 else 1 / width  # share per second, kept in the tail
+        slope = (1 - self.tail) / width if self.tail < 1 else 1 / width
+        self.slope = lean * slope  # share per second, kept in the tail
 
     def going(self, age: float) -> float:
         """The share of generations still going at `age`."""
@@ -95,12 +98,13 @@ def estimate(*, to_create: int, cap_per_second: float, ages: Sequence[float], du
     # have ended since, unseen); with callbacks, up to its age
     alive = list(ages) if notice is None else [0.0 if last is None else min(last, age)
                                                for age, last in zip(ages, seen, strict=True)]
-    curve = Curve(durations, alive)
+    doubt = min(1 / math.sqrt(len(durations)), MAX_DOUBT)
+    curve, longer, shorter = (Curve(durations, alive, lean) for lean in (1.0, 1 - doubt, 1 + doubt))
     waiting = len(ages) + to_create
     last_create = to_create / max(cap_per_second, 1e-6)
 
-    def end(share: float) -> float:
-        """Seconds until the last task is seen done, each ending at `share` of its curve:
+    def end(share: float, curve: Curve = curve) -> float:
+        """Seconds until the last task is seen done, each ending at `share` of `curve`:
         per task, the age it ends at, its age now and its next look (the last to create:
         its age now is minus the wait for its create)."""
         tasks = [(known + curve.remaining(known, share), age, look)
@@ -114,7 +118,7 @@ def estimate(*, to_create: int, cap_per_second: float, ages: Sequence[float], du
 
     middle = end(waiting / (waiting + 1))
     spread = _spread(len(durations))
-    return Eta(min(middle, end(0.5)) * (1 - spread), middle, max(middle, end(0.999)) * (1 + spread))
+    return Eta(min(middle, end(0.5, shorter)) * (1 - spread), middle, max(middle, end(0.999, longer)) * (1 + spread))
 
 
 def _spread(samples: int) -> float:
