@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 from batch_engine.store.partial import part_path
 from tests.conftest import FAST, cli_env, ledger_records, run_cli, status, write_manifest
@@ -141,3 +142,29 @@ def test_a_fifo_or_a_folder_where_a_file_should_be_never_hangs_a_command(serve, 
     assert done.returncode == 0, done.stderr
     assert "durations.jsonl" in (out / "batch-engine.log").read_text()
     assert sorted(r["state"] for r in status(out, cli_env(served))["items"]) == ["succeeded", "succeeded"]
+
+
+def test_a_forged_progress_file_shows_no_run_and_no_figure_it_cannot_be(serve, tmp_path):
+    """progress.json is the folder's file, read by `status` for a run in another process: a time
+    that is not a number (NaN passes every staleness test) means no run; counts and times that are
+    not finite, negative, fractional or past any float are left out, and its text reaches no
+    terminal raw."""
+    served = serve()
+    done = run_cli(*args(tmp_path, 2), env=cli_env(served))
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "out"
+    (out / "progress.json").write_text('{"at": NaN, "done": 1, "total": 2, "eta": 5, "left": "soon"}')
+    assert status(out, cli_env(None))["progress"] is None
+    text = run_cli("status", str(out), env=cli_env(None))
+    assert "going on" not in text.stdout
+    (out / "progress.json").write_text('{"at": 1' + "0" * 400 + ', "done": 1}')  # no float holds it
+    text = run_cli("status", str(out), env=cli_env(None))
+    assert text.returncode == 0 and "going on" not in text.stdout and "error" not in text.stderr
+    record = {"at": time.time(), "done": 2.5, "total": 10**400, "eta_low": -1, "eta": 5, "eta_high": 1e400,
+              "left": "\x1b[31mforged"}
+    (out / "progress.json").write_text(json.dumps(record))  # 1e400: Infinity
+    got = status(out, cli_env(None))["progress"]
+    assert got["eta"] == 5 and got["done"] is None and got["total"] is None
+    assert got["eta_low"] is None and got["eta_high"] is None and "\x1b" not in got["left"]
+    text = run_cli("status", str(out), env=cli_env(None))
+    assert "going on here: ?/? done" in text.stdout and "\x1b" not in text.stdout

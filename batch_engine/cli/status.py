@@ -38,7 +38,8 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
                     book.counts(), going)
     else:
         if going is not None:
-            Console().print(f"a run is going on here: {going['done']}/{going['total']} done, {going['left']}",
+            done, total = ("?" if going[k] is None else going[k] for k in ("done", "total"))
+            Console().print(f"a run is going on here: {done}/{total} done, {going['left']}",
                             highlight=False, markup=False)
         status_view(output.out, items, Console(), secrets=secrets, decisions=book.counts())
     return OK

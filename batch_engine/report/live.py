@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("batch_engine.progress")
 PROGRESS_NAME = "progress.json"
+MAX_FIGURE = 1e12  # items or seconds: more than any run has
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +134,21 @@ def read_progress(folder: Path, now: float | None = None) -> dict[str, object] |
     try:
         record = json.loads(read_input(folder / PROGRESS_NAME, 64 * 1024, follow=False))
         at = float(record["at"])
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, OverflowError):
         return None
-    if abs((time.time() if now is None else now) - at) > 15:
+    if not abs((time.time() if now is None else now) - at) <= 15:  # NaN too: a forged file is no run
         return None
-    numbers = {k: record.get(k) if isinstance(record.get(k), (int, float)) and not isinstance(record.get(k), bool)
-               else None for k in ("done", "total", "eta_low", "eta", "eta_high")}
+    numbers = {k: _number(record.get(k), whole=k in ("done", "total"))
+               for k in ("done", "total", "eta_low", "eta", "eta_high")}
     return {"at": at, **numbers, "left": clean(record.get("left", ""), limit=80)}  # the folder's file: input too
+
+
+def _number(value: object, *, whole: bool = False) -> float | None:
+    """A figure from the folder's progress file: a whole number for a count (`whole`), else any;
+    from zero to MAX_FIGURE (an integer of a thousand digits is not a float), else None."""
+    if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+        return None
+    return value if 0 <= value <= MAX_FIGURE else None  # NaN fails both tests
 
 
 async def progress_lines(run: Run, every: float = 60.0) -> None:
