@@ -43,7 +43,7 @@ def test_the_cache_defaults_under_the_users_cache_and_is_only_for_buckets(tmp_pa
 def test_a_lease_body_from_the_bucket_is_checked_and_cleaned():
     assert Holder.parse(b'{"who": "pid 1 on a", "until": 100.5}') == Holder("pid 1 on a", 100.5)
     assert Holder.parse(b'{"who": "\\u001b[2Jx", "until": 1}').who == "\ufffd[2Jx"  # type: ignore[union-attr]
-    for bad in (b"", b"[]", b'{"until": "soon"}', b'{"who": "x"}', b'{"until": NaN}', b"\xff", b"[" * 100_000):
+    for bad in (b"", b"[]", b'{"until": "soon"}', b'{"who": "x"}', b'{"until": NaN}', b'{"until": 1e300}', b'{"until": 1' + b"0" * 400 + b'}', b'{"until": -1}', b"\xff", b"[" * 100_000):
         assert Holder.parse(bad) is None
 
 

@@ -11,7 +11,6 @@ lease has lost the prefix and stops sending.
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 import time
@@ -24,6 +23,7 @@ from batch_engine.text import clean
 
 LEASE_NAME = ".batch-engine.lease"
 LEASE_SECONDS = 30.0
+LATEST = 253402300799.0  # Unix time of 9999-12-31 23:59:59 UTC, the last a date can show
 
 
 class LeaseHeld(Exception):
@@ -47,9 +47,9 @@ class Holder:
             body = json.loads(data)
             until = float(body["until"])
             who = clean(str(body.get("who", "unknown")), limit=120)
-        except (ValueError, KeyError, TypeError, RecursionError):
+        except (ValueError, KeyError, TypeError, RecursionError, OverflowError):
             return None
-        return cls(who, until) if math.isfinite(until) else None
+        return cls(who, until) if 0 <= until <= LATEST else None  # NaN fails both; a date can say it
 
 
 def held_message(url: str, holder: Holder) -> str:
