@@ -188,6 +188,6 @@ def check_positive(name: str, value: float) -> float:
 
 def parse_listen(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    if not port.isdigit() or not host or not 1 <= int(port) <= 65535:
+    if not (port.isascii() and port.isdigit()) or not host or not 1 <= int(port) <= 65535:
         raise ValueError(f"--listen {text!r} is not HOST:PORT with a port from 1 to 65535")
     return host.strip("[]"), int(port)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from batch_engine.errors import BadVideo
+from batch_engine.errors import BadVideo, RangeNotSatisfiable
 from batch_engine.provider.kie import KieProvider
 from tests.conftest import FAST, hostile_env, run_cli, write_manifest
 from tests.hostile import VIDEO, ok
@@ -205,3 +205,44 @@ def test_7_message_or_msg_408_and_whether_a_failure_is_worth_a_retry(hostile, tm
     assert by_code["500"]["retryable"] is True
     assert "(worth a retry)" in done.stderr and "(not worth retrying as it is)" in done.stderr
     assert "(worth a retry)" in table
+
+
+def ranged(content_range: str, status: int = 206):
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=status, body=VIDEO if status == 206 else b"",
+                            headers={"Content-Type": "video/mp4", "Content-Range": content_range})
+    return handler
+
+
+@pytest.mark.parametrize("total", ["\u00b2", "9" * 5000, "-5", " 7"])
+async def test_a_range_header_that_is_no_number_is_no_length(hostile, total):
+    """Content-Range is the file host's text: a total that is not plain ASCII digits (a
+    superscript two passes str.isdigit, five thousand digits pass it too but no int() reads them)
+    is taken as unknown, for a 206 and for a 416, never as an error the engine did not expect."""
+    h = hostile(file=ranged(f"bytes 0-{len(VIDEO) - 1}/{total}"))
+    async with KieProvider(h.base_url, h.key, user_agent="t") as client:
+        async with client.open_file(h.video_url("t")) as stream:
+            assert stream.total is None and b"".join([chunk async for chunk in stream.chunks]) == VIDEO
+    h.file = ranged(f"bytes */{total}", status=416)
+    async with KieProvider(h.base_url, h.key, user_agent="t") as client:
+        with pytest.raises(RangeNotSatisfiable) as refused:
+            async with client.open_file(h.video_url("t"), offset=10):
+                pass
+        assert refused.value.total is None
+
+
+def test_a_fail_code_that_is_no_number_fails_the_item_and_nothing_else(hostile, tmp_path):
+    """failCode is the provider's text: a superscript two passes str.isdigit but no int() reads
+    it; the item fails with the code as given, the run goes on to the others and ends as usual."""
+    h = hostile()
+    answers = {1: ok({"state": "fail", "failCode": "\u00b2", "failMsg": "odd"}),
+               2: ok({"state": "fail", "failCode": "\u0665\u0660\u0660", "failMsg": "odd too"})}
+    h.record = lambda h, task_id: answers.get(int(task_id[4:])) or h.success(task_id)
+    done, out = run(h, tmp_path, 3)
+    assert done.returncode == 1, done.stderr
+    assert "internal error" not in done.stderr
+    rows, _ = status_of(h, out)
+    states = sorted(row["state"] for row in rows.values())
+    assert states == ["failed", "failed", "succeeded"]
+    assert {row["fail_code"] for row in rows.values() if row["state"] == "failed"} == {"\u00b2", "\u0665\u0660\u0660"}
+    assert all(row["retryable"] is False for row in rows.values() if row["state"] == "failed")

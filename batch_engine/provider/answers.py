@@ -89,7 +89,7 @@ def worth_retrying(code: str | None, message: str | None) -> bool:
     message that says so; not a content-policy or validation refusal."""
     if message and _FINAL_TEXT.search(message):
         return False
-    number = int(code) if code and code.isdigit() and len(code) < 10 else None
+    number = int(code) if code and code.isascii() and code.isdigit() and len(code) < 10 else None  # not "²"
     if number is not None and (number >= 500 or number == 408):
         return True
     return bool(message and _RETRYABLE_TEXT.search(message))

@@ -263,22 +263,24 @@ async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     return bytes(data)
 
 
+def _byte_count(text: str) -> int | None:
+    """A count of bytes from a header: plain ASCII digits of a sane length (str.isdigit passes a
+    superscript two, and int() reads no more than 4,300 digits), else None."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
 def _range_start(resp: aiohttp.ClientResponse) -> int | None:
     value = resp.headers.get("Content-Range", "")  # bytes 100-199/200
-    try:
-        return int(value.split()[1].split("-")[0])
-    except (IndexError, ValueError):
-        return None
+    parts = value.split()
+    return _byte_count(parts[1].split("-")[0]) if len(parts) > 1 else None
 
 
 def _total_from_range(value: str) -> int | None:
-    total = value.rpartition("/")[2]  # "bytes */12345"
-    return int(total) if total.isdigit() else None
+    return _byte_count(value.rpartition("/")[2])  # "bytes */12345"
 
 
 def _total_length(resp: aiohttp.ClientResponse, start: int) -> int | None:
     if resp.status == 206:
-        total = resp.headers.get("Content-Range", "").rpartition("/")[2]
-        return int(total) if total.isdigit() else None
-    length = resp.headers.get("Content-Length")
-    return int(length) + start if length and length.isdigit() else None
+        return _total_from_range(resp.headers.get("Content-Range", ""))
+    length = _byte_count(resp.headers.get("Content-Length", ""))
+    return None if length is None else length + start
