@@ -59,7 +59,8 @@ class Listing:
 def test_the_ledger_is_read_from_the_newest_snapshot_and_the_segments_not_older_than_it():
     names, newest = ledger_parts(Listing([  # type: ignore[arg-type]
         "00000002-00000001.jsonl", "snapshot-00000003.jsonl", "00000003-00000010.jsonl", "00000003-00000002.jsonl",
-        "snapshot-00000001.jsonl", "00000004-00000000.jsonl", "notes.txt", "snapshot-3.jsonl", "00000003-x.jsonl"]))
+        "snapshot-00000001.jsonl", "00000004-00000000.jsonl", "notes.txt", "snapshot-3.jsonl", "00000003-x.jsonl",
+        "snapshot-\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0669.jsonl"]))  # digits of another script: not the engine's
     assert names == ["snapshot-00000003.jsonl", "00000003-00000002.jsonl", "00000003-00000010.jsonl",
                      "00000004-00000000.jsonl"]
     assert newest == 4

@@ -31,8 +31,8 @@ UNSENT_NAME = "ledger.unsent.jsonl"
 SIDE_FILES = (UPLOADS_NAME, DURATIONS_NAME)   # the folder's hints, kept whole beside the ledger
 MAX_LEDGER = 1024**3                          # bytes an object of the ledger may hold (read whole)
 MAX_SIDE = 64 * 1024 * 1024
-_SNAPSHOT = re.compile(r"snapshot-(\d{8})\.jsonl")
-_SEGMENT = re.compile(r"(\d{8})-(\d{8})\.jsonl")
+_SNAPSHOT = re.compile(r"snapshot-([0-9]{8})\.jsonl")  # ASCII: \d takes any script's digits
+_SEGMENT = re.compile(r"([0-9]{8})-([0-9]{8})\.jsonl")
 log = logging.getLogger(__name__)
 
 
