@@ -89,9 +89,6 @@ def from_builtins(record: Any) -> Item | str:
         return str(e)[:200]
 
 
-def iso_at(seconds: float) -> str:
-    """A Unix time as `now_iso` writes times."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
 
 
 def parse_time(stamp: str | None) -> float | None:
