@@ -18,7 +18,6 @@ class RunStats:
     timed_out: int = 0            # tasks still unfinished at the time-out: resumable
     not_submitted: int = 0        # left pending because the account was refused
     bytes_downloaded: int = 0
-    over_budget: int = 0          # left pending: the --max-tasks budget was spent
     credits_before: Decimal | None = None  # the account's balance before the first create
     credits_spent: Decimal = Decimal(0)    # what the provider says this run's tasks cost
     changed: int = 0              # items whose manifest entry changed since the last run

@@ -66,7 +66,6 @@ class Submitter:
         failures, body = 0, None
         while True:
             if not self.budget.take():  # the budget is spent: the item waits for another run
-                stats.over_budget += 1
                 self.budget.left_out.add(item.id)
                 self.control.item_done()
                 return

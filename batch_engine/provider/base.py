@@ -28,11 +28,6 @@ class TaskState(StrEnum):
     UNKNOWN = "unknown"        # a word the provider does not document: treated as in progress
 
 
-IN_PROGRESS = frozenset({TaskState.CREATED, TaskState.WAITING, TaskState.QUEUING, TaskState.GENERATING,
-                         TaskState.UNKNOWN})
-FINISHED = frozenset({TaskState.SUCCESS, TaskState.FAIL})
-
-
 @dataclass(frozen=True, slots=True)
 class TaskInfo:
     """What the provider says of one task (every text already cleaned)."""
