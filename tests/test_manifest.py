@@ -278,6 +278,18 @@ def test_a_csv_with_bad_rows_and_a_missing_column_names_every_line(tmp_path):
     assert len(e.value.problems) == 3
 
 
+def test_a_nul_in_a_catalogs_image_path_is_a_problem_named_by_its_line(tmp_path):
+    # a spreadsheet export can carry a NUL; no path holds one (the OS refuses it, Python raises)
+    (tmp_path / "c.csv").write_text("id,image,prompt\nsku-1,a\x00b.jpg,hi\n")
+    (tmp_path / "c.jsonl").write_text('{"id": "sku-1", "end_image": "b\\u0000.jpg", "image": "a.jpg", "prompt": "hi"}\n')
+    for name, line, columns in (("c.csv", 2, "image"), ("c.jsonl", 1, "end_image")):
+        path = tmp_path / "m.yaml"
+        path.write_text(f"items_from: {name}\n")
+        with pytest.raises(ManifestError) as e:
+            load_manifest(path)
+        assert e.value.problems == [f"{name} line {line}: {columns}: a file's path holds no NUL character"]
+
+
 def test_a_jsonl_catalog_and_an_unknown_placeholder(tmp_path):
     (tmp_path / "c.jsonl").write_text('{"id": "a", "image_url": "https://x.test/1.jpg", "title": "lamp"}\n'
                                       'not json\n')

@@ -65,6 +65,9 @@ def read_catalog(path: Path, template: str | None) -> tuple[list[tuple[str, dict
         item = {key: value for key, value in row.items()
                 if key in ("id", "end_image", "end_image_url", *IMAGE_COLUMNS, *DEFAULT_KEYS)
                 and value not in (None, "")}
+        if nul := [c for c in ("image", "end_image") if "\x00" in str(item.get(c, ""))]:
+            problems.append(f"{where}: {', '.join(nul)}: a file's path holds no NUL character")
+            continue
         for column in ("image", "end_image"):  # relative to the catalog file's folder
             if isinstance(item.get(column), str):
                 item[column] = str((path.parent / item[column]).resolve())
