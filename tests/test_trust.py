@@ -30,6 +30,17 @@ def test_a_catalog_that_is_a_fifo_or_a_device_is_refused_at_once(tmp_path):
         assert time.monotonic() - started < 20
 
 
+def test_a_nul_in_a_job_files_value_is_named_by_its_key(tmp_path):
+    """YAML's "\\0" puts a NUL in a string; no path or option holds one: exit 2 naming the key,
+    not the OS's bare "embedded null byte"."""
+    write_manifest(tmp_path / "m.yaml", 1)
+    job = tmp_path / "job.yaml"
+    for line, key in (('out: "runs/a\\0b"', "out"), ('cache: "c\\0d"', "cache"), ('only: [a, "b\\0"]', "only")):
+        job.write_text(f"manifest: m.yaml\nout: runs/x\n{line}\n".replace("out: runs/x\nout:", "out:"))
+        done = run_cli("run", str(job), "--dry-run", env=cli_env(None), timeout=30)
+        assert done.returncode == 2 and f"{key}: holds a NUL character" in done.stderr, done.stderr
+
+
 def test_a_job_file_that_is_not_a_mapping_or_holds_an_alias_bomb_is_refused(tmp_path):
     """A job file gets the manifest's guards: a list at the top, or an alias bomb, is exit 2 with
     a reason, quickly, not an internal error."""

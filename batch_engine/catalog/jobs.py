@@ -69,6 +69,9 @@ def load_job(path: Path, today: datetime.date | None = None) -> tuple[Job | None
     for key in ("manifest", "out"):
         if not isinstance(data.get(key), str) or not data[key].strip():
             problems.append(f"{key}: missing (the path of the {'manifest' if key == 'manifest' else 'output folder'})")
+    for key, value in data.items():  # no path, URL or option the OS takes holds one
+        if any("\x00" in str(v) for v in (value if isinstance(value, list) else [value])):
+            problems.append(f"{clean(str(key), limit=60)}: holds a NUL character")
     if problems:
         return None, problems
     date = (today or datetime.date.today()).isoformat()
