@@ -278,7 +278,7 @@ def test_a_csv_with_bad_rows_and_a_missing_column_names_every_line(tmp_path):
     assert len(e.value.problems) == 3
 
 
-def test_a_nul_in_a_catalogs_image_path_is_a_problem_named_by_its_line(tmp_path):
+def test_a_nul_in_a_catalogs_path_or_its_image_paths_is_a_problem_named_by_its_line(tmp_path):
     # a spreadsheet export can carry a NUL; no path holds one (the OS refuses it, Python raises)
     (tmp_path / "c.csv").write_text("id,image,prompt\nsku-1,a\x00b.jpg,hi\n")
     (tmp_path / "c.jsonl").write_text('{"id": "sku-1", "end_image": "b\\u0000.jpg", "image": "a.jpg", "prompt": "hi"}\n')
@@ -288,6 +288,10 @@ def test_a_nul_in_a_catalogs_image_path_is_a_problem_named_by_its_line(tmp_path)
         with pytest.raises(ManifestError) as e:
             load_manifest(path)
         assert e.value.problems == [f"{name} line {line}: {columns}: a file's path holds no NUL character"]
+    path.write_text('items_from: "c\\0.csv"\n')  # nor does the catalog's own
+    with pytest.raises(ManifestError) as e:
+        load_manifest(path)
+    assert e.value.problems == ["items_from: must be the path of a .csv or .jsonl file"]
 
 
 def test_a_jsonl_catalog_and_an_unknown_placeholder(tmp_path):
