@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from batch_engine.catalog.manifest import ItemSpec, fingerprint
-from batch_engine.pipeline.plan import Step, changed_fields, plan_manifest, plan_retry, recent_creates
+from batch_engine.pipeline.plan import Step, changed_fields, plan_manifest, plan_redo, plan_retry, recent_creates
 from batch_engine.states import State
 from batch_engine.store.ledger import Item
 
@@ -78,3 +80,20 @@ def test_recent_creates_counts_only_the_current_window():
              item(3, State.RUNNING, attempts=1, submitted_at=ours(11.5)),
              item(4, State.RUNNING, attempts=1, submitted_at=ours(3600))]
     assert recent_creates(items, now.timestamp(), 10.0) == [9.5]
+
+
+def test_a_new_prompt_that_does_not_fit_its_model_is_refused_naming_the_item():
+    """redo --prompt, and the desk's queue read back from decisions.jsonl (the folder's file), go
+    through plan_redo: a prompt past the model's limit, blank, or with a control character makes
+    nothing and names the item; one that fits is the new request's prompt."""
+    known = {i.id: i for i in [item(1, State.SUCCEEDED, video="sku-1.mp4", size=10),
+                               item(2, State.SUCCEEDED, video="sku-2.mp4", size=10)]}
+    for bad, why in (("x" * 1501, "is 1501 characters; at most 1500"), (" ", "is empty"),
+                     ("a\x1b[2Jb", "contains a control")):
+        with pytest.raises(ValueError, match=f"sku-2: the new prompt {why}"):
+            plan_redo(known, ["sku-1", "sku-2"], prompts={"sku-1": "a ring", "sku-2": bad})
+        with pytest.raises(ValueError, match="sku-1: .*; sku-2: "):
+            plan_redo(known, ["sku-1", "sku-2"], bad)
+    plan = plan_redo(known, ["sku-1", "sku-2"], prompts={"sku-2": "a ring\nin the rain"})
+    prompts = {d.item_id: d.request["input"]["prompt"] for d in plan.decisions}
+    assert prompts == {"sku-1": "a watch", "sku-2": "a ring\nin the rain"}

@@ -129,17 +129,24 @@ def _image(fields: dict, url_key: str, file_key: str, label: str, problems: list
 
 
 def _check_prompt(prompt: Any, model: Model, label: str, problems: list[str]) -> None:
+    if why := prompt_problem(prompt, model):
+        problems.append(f"{label}: prompt: {why}")
+
+
+def prompt_problem(prompt: Any, model: Model) -> str | None:
+    """What is wrong with a prompt for `model` (None: nothing): a manifest's, `redo --prompt`'s,
+    or one the desk queued (read back from the folder's decisions.jsonl)."""
     if prompt is None:
-        problems.append(f"{label}: prompt: missing")
-    elif not isinstance(prompt, str):
-        problems.append(f"{label}: prompt: must be text, not {_kind(prompt)}")
-    elif not prompt.strip():
-        problems.append(f"{label}: prompt: is empty")
-    elif len(prompt) > model.prompt_max:
-        problems.append(f"{label}: prompt: is {len(prompt)} characters; at most {model.prompt_max}"
-                        + ("" if model.name == PRO else f" for {model.name}"))
-    elif has_unsafe(prompt, allow="\n\t\r"):
-        problems.append(f"{label}: prompt: contains a control or bidirectional-override character")
+        return "missing"
+    if not isinstance(prompt, str):
+        return f"must be text, not {_kind(prompt)}"
+    if not prompt.strip():
+        return "is empty"
+    if len(prompt) > model.prompt_max:
+        return f"is {len(prompt)} characters; at most {model.prompt_max}" + ("" if model.name == PRO else f" for {model.name}")
+    if has_unsafe(prompt, allow="\n\t\r"):
+        return "contains a control or bidirectional-override character"
+    return None
 
 
 def _check_choices(fields: dict, model: Model, label: str, problems: list[str]) -> tuple[tuple[str, str], ...]:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from batch_engine.catalog.models import MODELS
 from batch_engine.cli.common import BAD_INPUT, OK, UsageError, open_output
 from batch_engine.cli.settings import config_from_args
 from batch_engine.config import Rate
@@ -24,7 +23,6 @@ from batch_engine.store.ledger import LedgerError
 from batch_engine.store.output import Output
 from batch_engine.store.uploads import UploadBook
 from batch_engine.store.videos import StoreError
-from batch_engine.text import has_unsafe
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
@@ -68,12 +66,7 @@ def check_redo(args: argparse.Namespace, console: Console) -> tuple[list[str], i
     output = open_output(args.out, getattr(args, "cache", None))
     ids = redo_ids(args)
     known = _items(output)
-    if args.prompt is not None:
-        longest = min(MODELS[known[i].request.get("model", "")].prompt_max if known.get(i) and
-                      known[i].request.get("model") in MODELS else 1500 for i in ids)
-        if not args.prompt.strip() or len(args.prompt) > longest or has_unsafe(args.prompt, allow="\n\t"):
-            raise UsageError(f"--prompt must be 1 to {longest} characters, without control characters")
-    try:
+    try:  # names the ids that are not succeeded items, and those the new prompt does not fit
         plan = plan_redo(known, ids, args.prompt)
     except ValueError as e:
         raise UsageError(str(e)) from None

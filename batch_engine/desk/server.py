@@ -22,13 +22,14 @@ from typing import Any
 
 from aiohttp import web
 
-from batch_engine.catalog.models import MODELS
+from batch_engine.catalog.items import prompt_problem
+from batch_engine.catalog.models import MODELS, PRO
 from batch_engine.ids import unsafe_id_reason
 from batch_engine.states import State
 from batch_engine.store.decisions import DecisionBook
 from batch_engine.store.ledger import LEDGER_NAME, LedgerError, read_ledger
 from batch_engine.store.metadata import poster_name
-from batch_engine.text import clean, has_unsafe
+from batch_engine.text import clean
 
 COOKIE = "desk_token"
 MakeAgain = Callable[[Mapping[str, str | None]], Awaitable[dict[str, Any]]]
@@ -174,15 +175,12 @@ class Desk:
         item_id, kind, prompt = body.get("id"), _DECISIONS.get(str(body.get("decision"))), body.get("prompt")
         if not isinstance(item_id, str) or unsafe_id_reason(item_id) or kind is None:
             return _refuse(400, "give an item id and a decision: approve, reject, remake or clear")
-        if prompt is not None and (not isinstance(prompt, str) or not prompt.strip() or len(prompt) > 5000
-                                   or has_unsafe(prompt, allow="\n\t")):
-            return _refuse(400, "a new prompt is 1 to 5000 characters, without control characters")
         item = read_ledger(self.folder).items.get(item_id)
         if item is None:
             return _refuse(404, f"no item {item_id!r} in this folder")
-        model = MODELS.get(str(item.request.get("model")))
-        if prompt is not None and model is not None and len(prompt) > model.prompt_max:
-            return _refuse(400, f"a prompt for {model.name} is at most {model.prompt_max} characters")
+        model = MODELS.get(str(item.request.get("model")), MODELS[PRO])
+        if prompt is not None and (why := prompt_problem(prompt, model)):
+            return _refuse(400, f"the new prompt {why}")
         if kind == "remake" and item.state is not State.SUCCEEDED:
             return _refuse(400, "only a succeeded video is made again here; `batch-engine retry` re-runs the failed")
         decision = await asyncio.to_thread(self.book.record, item_id, kind, prompt)  # type: ignore[arg-type]

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from batch_engine.catalog.items import ItemSpec, fingerprint
+from batch_engine.catalog.items import ItemSpec, fingerprint, prompt_problem
+from batch_engine.catalog.models import MODELS, PRO
 from batch_engine.provider.base import TaskState
 from batch_engine.states import State
 from batch_engine.store.item import parse_time, video_name
@@ -115,11 +116,16 @@ def plan_redo(known: Mapping[str, Item], ids: Sequence[str], prompt: str | None 
               prompts: Mapping[str, str] | None = None) -> Plan:
     """The plan for `redo`: the chosen succeeded items made again with their stored parameters
     (or a new prompt: `prompt` for all, or `prompts` by id, as the desk sends them). ValueError
-    names every id that is not a succeeded item of the ledger."""
+    names every id that is not a succeeded item of the ledger, or whose new prompt does not fit
+    its model."""
     wrong = [i for i in ids if i not in known or known[i].state is not State.SUCCEEDED]
     if wrong:
         raise ValueError(f"{len(wrong)} id(s) are not succeeded items of this folder: "
                          + ", ".join(wrong[:10]) + (" ..." if len(wrong) > 10 else ""))
+    unfit = {i: why for i in dict.fromkeys(ids) if (new := (prompts or {}).get(i, prompt)) is not None
+             and (why := prompt_problem(new, MODELS.get(str(known[i].request.get("model")), MODELS[PRO])))}
+    if unfit:  # the desk's prompts are read back from decisions.jsonl: the folder's file, input too
+        raise ValueError("; ".join(f"{i}: the new prompt {why}" for i, why in list(unfit.items())[:10]))
     decisions = []
     for item_id in dict.fromkeys(ids):
         request = known[item_id].request
