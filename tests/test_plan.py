@@ -92,7 +92,7 @@ def test_a_new_prompt_that_does_not_fit_its_model_is_refused_naming_the_item():
                      ("a\x1b[2Jb", "contains a control")):
         with pytest.raises(ValueError, match=f"sku-2: the new prompt {why}"):
             plan_redo(known, ["sku-1", "sku-2"], prompts={"sku-1": "a ring", "sku-2": bad})
-        with pytest.raises(ValueError, match="sku-1: .*; sku-2: "):
+        with pytest.raises(ValueError, match=r"sku-1: .*; sku-2: "):
             plan_redo(known, ["sku-1", "sku-2"], bad)
     plan = plan_redo(known, ["sku-1", "sku-2"], prompts={"sku-2": "a ring\nin the rain"})
     prompts = {d.item_id: d.request["input"]["prompt"] for d in plan.decisions}
