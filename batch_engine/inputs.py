@@ -26,7 +26,10 @@ class Unreadable(OSError):
 def open_regular(path: Path | str, flags: int = os.O_RDONLY, mode: int = 0o644, *, follow: bool = False) -> int:
     """A blocking descriptor of the regular file at `path` (os.open's `flags`). It is opened
     without blocking (a FIFO would hang the open), checked, then made blocking. OSError (ELOOP for
-    a link when not `follow`, EINVAL for anything but a regular file)."""
+    a link when not `follow`, EINVAL for anything but a regular file, ENOENT for a name with a NUL,
+    which no file has: os.open would raise ValueError, which no caller expects of a path)."""
+    if "\x00" in str(path):
+        raise FileNotFoundError(errno.ENOENT, "no file's name holds a NUL character", str(path))
     fd = os.open(path, flags | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW), mode)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):

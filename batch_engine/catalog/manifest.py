@@ -120,7 +120,7 @@ def validate_catalog(data: Any, path: Path, node: yaml.Node | None = None, *,
 
 def _from_file(data: dict, path: Path, problems: list[str]) -> list[tuple[str, Any]]:
     source, template = data.get("items_from"), data.get("prompt_template")
-    if not isinstance(source, str) or not source.strip() or "\x00" in source:
+    if not isinstance(source, str) or not source.strip():
         problems.append("items_from: must be the path of a .csv or .jsonl file")
         return []
     if template is not None and not isinstance(template, str):
